@@ -1,0 +1,33 @@
+// Matrix multiply, row-major: C[b] = alpha * op(A[b]) @ op(B[b]) + beta * C[b] (+ bias broadcast over
+// rows). op(A) is [M, K]: A is stored [M, K], or [K, M] when trans_a. op(B) is [K, N]: B is stored
+// [K, N], or [N, K] when trans_b (the nn.Linear weight layout). Strides are in elements between
+// consecutive batch entries (0 broadcasts one matrix over the batch). fp32 accumulation always.
+#pragma once
+#include <cstdint>
+
+#include "cuda_context.h"
+#include "dtype.h"
+
+namespace aerie {
+
+struct MatmulArgs {
+  const void* a = nullptr;     // (batch, M, K) or (batch, K, M) when trans_a
+  const void* b = nullptr;     // (batch, K, N) or (batch, N, K) when trans_b
+  void* c = nullptr;           // (batch, M, N)
+  const void* bias = nullptr;  // (N,) or nullptr
+  DType ab_type = DType::F32;  // A and B share a dtype: f32, bf16 or f16
+  DType c_type = DType::F32;   // f32, bf16 or f16
+  DType bias_type = DType::F32;
+  int64_t m = 0, n = 0, k = 0;
+  bool trans_a = false, trans_b = false;
+  int64_t batch = 1;
+  int64_t stride_a = 0, stride_b = 0, stride_c = 0;  // elements; defaults filled by the op layer
+  float alpha = 1.0f, beta = 0.0f;
+};
+
+// Plain C++ twin: blocked, threaded, fp32 math on any float storage.
+void MatmulCpu(const MatmulArgs& args);
+// cuBLASLt (opened at run time) on `stream` of `device`.
+void MatmulCuda(const MatmulArgs& args, int device, cudaStream_t stream);
+
+}  // namespace aerie

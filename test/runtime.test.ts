@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { Tensor } from '../src/runtime/tensor.js';
+import { tidy, keep } from '../src/runtime/scope.js';
+import { native } from '../src/runtime/binding.js';
+import { floatToBf16Bits, bf16BitsToFloat, floatToF16Bits, f16BitsToFloat } from '../src/runtime/dtype.js';
+
+describe('Tensor on the CPU', () => {
+  it('round-trips every dtype', () => {
+    const vals = [1, -2, 3.5, 0, 65504, -0.25];
+    expect(Array.from(Tensor.fromArray(vals, [2, 3]).toArray())).toEqual(vals);
+    expect(Array.from(Tensor.fromArray(vals, [6], { dtype: 'bfloat16' }).toArray())).toEqual([1, -2, 3.5, 0, 65536, -0.25]);
+    expect(Array.from(Tensor.fromArray(vals, [6], { dtype: 'float16' }).toArray())).toEqual(vals);
+    expect(Array.from(Tensor.fromArray([1, -2, 7], [3], { dtype: 'int32' }).toArray())).toEqual([1, -2, 7]);
+    expect(Tensor.fromArray([1, -2, 2 ** 40], [3], { dtype: 'int64' }).toNumbers()).toEqual([1, -2, 2 ** 40]);
+    expect(Array.from(Tensor.fromArray([1, 0, 1], [3], { dtype: 'bool' }).toArray())).toEqual([1, 0, 1]);
+  });
+
+  it('rounds bf16 to nearest even like the native code', () => {
+    // 1 + 2^-8 is halfway between two bf16 values: ties go to the even mantissa (1.0).
+    const x = new Float32Array([1 + 2 ** -8, 1 + 3 * 2 ** -8, -3.0000001]);
+    expect(Array.from(bf16BitsToFloat(floatToBf16Bits(x)))).toEqual([1, 1 + 2 ** -6, -3]);
+    const h = new Float32Array([1 / 3, 6e-8, 70000, -0]);
+    const back = f16BitsToFloat(floatToF16Bits(h));
+    expect(Math.abs(back[0] - 1 / 3)).toBeLessThan(2 ** -11);
+    expect(back[1]).toBeCloseTo(5.96e-8, 9); // subnormal
+    expect(back[2]).toBe(Infinity);
+  });
+
+  it('views share storage and rows select the first dimension', () => {
+    const t = Tensor.fromArray([0, 1, 2, 3, 4, 5], [3, 2]);
+    const r = t.rows(1, 3);
+    expect(r.shape).toEqual([2, 2]);
+    expect(Array.from(r.toArray())).toEqual([2, 3, 4, 5]);
+    const flat = t.reshape([-1]);
+    expect(flat.shape).toEqual([6]);
+    r.storage.write(new Float32Array([9]), 0);
+    expect(t.toArray()[2]).toBe(9);
+    t.dispose();
+    // the views keep the bytes alive after the base is disposed
+    expect(flat.toArray()[2]).toBe(9);
+  });
+
+  it('names the op and shapes when misused', () => {
+    const t = Tensor.fromArray([1, 2, 3, 4], [2, 2]);
+    expect(() => t.reshape([3])).toThrow(/reshape: cannot reshape float32\[2, 2\] on cpu to \[3\]/);
+    expect(() => t.rows(1, 5)).toThrow(/rows: \[1, 5\) is outside/);
+    expect(() => Tensor.fromArray([1, 2, 3], [2, 2])).toThrow(/3 values do not fill shape \[2, 2\]/);
+    t.dispose();
+    expect(() => t.toArray()).toThrow(/already disposed/);
+  });
+
+  it('tidy disposes what it does not return', () => {
+    let inner!: Tensor;
+    let kept!: Tensor;
+    const out = tidy(() => {
+      inner = Tensor.zeros([4]);
+      kept = keep(Tensor.zeros([2]));
+      return { result: Tensor.zeros([3]) };
+    });
+    expect(inner.isDisposed).toBe(true);
+    expect(kept.isDisposed).toBe(false);
+    expect(out.result.isDisposed).toBe(false);
+    expect(() => tidy(() => { Tensor.zeros([1]); throw new Error('boom'); })).toThrow('boom');
+  });
+
+  it('a CUDA op without a GPU fails with a clear error', () => {
+    const b = native();
+    if (b.cudaDeviceCount() > 0) return; // this check is for CPU-only machines
+    expect(() => Tensor.empty([4], 'float32', 'cuda:0')).toThrow(/allocate: cuda:0 does not exist \(0 CUDA device\(s\) present/);
+  });
+});
