@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_context.h"
 #include "dtype.h"
 
 namespace aerie {
@@ -65,6 +66,21 @@ struct BindingRegistrar {
   BindingRegistrar(const char* family, RegisterFn fn);
 };
 const std::vector<std::pair<const char*, RegisterFn>>& RegisteredBindings();
+
+// Runs a CUDA launcher on `device` (made current), then checks the launch. In a CPU-only build it
+// throws an error that says how to rebuild. Use CurrentStream(device) inside `call`.
+#if defined(AERIE_WITH_CUDA)
+#define AERIE_CUDA_CALL(op, device, call) \
+  do {                                    \
+    ::aerie::RequireCudaDevice(device, op); \
+    ::aerie::DeviceGuard aerie_guard_(device); \
+    call;                                 \
+    ::aerie::CheckLaunch(op);             \
+  } while (0)
+#else
+#define AERIE_CUDA_CALL(op, device, call) \
+  throw std::runtime_error(std::string(op) + ": this addon was built without CUDA (no nvcc at build time); rebuild with nvcc on PATH: npm run build:native")
+#endif
 
 #define AERIE_REGISTER_BINDINGS(family, fn) static ::aerie::BindingRegistrar aerie_registrar_##family(#family, fn)
 
