@@ -11,7 +11,8 @@
 namespace aerie {
 
 namespace {
-Napi::FunctionReference* g_ctor = nullptr;
+// The constructor is per environment (worker threads each load the addon into their own env).
+Napi::FunctionReference* Ctor(Napi::Env env) { return env.GetInstanceData<Napi::FunctionReference>(); }
 constexpr size_t kCpuAlign = 64;
 }  // namespace
 
@@ -42,7 +43,7 @@ void Storage::Init(Napi::Env env, Napi::Object exports) {
                                      InstanceAccessor("bytes", &Storage::GetBytes, nullptr),
                                      InstanceAccessor("device", &Storage::GetDevice, nullptr),
                                      InstanceAccessor("freed", &Storage::GetFreed, nullptr)});
-  g_ctor = new Napi::FunctionReference(Napi::Persistent(ctor));
+  env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(ctor)));
   exports.Set("Storage", ctor);
 }
 
@@ -51,7 +52,7 @@ Storage::Storage(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Storage>(inf
 }
 
 Napi::Object Storage::New(Napi::Env env, std::shared_ptr<Allocation> alloc, size_t offset, size_t bytes) {
-  Napi::Object obj = g_ctor->New({});
+  Napi::Object obj = Ctor(env)->New({});
   Storage* s = Storage::Unwrap(obj);
   s->device_ = alloc->device;
   s->alloc_ = std::move(alloc);
@@ -61,7 +62,8 @@ Napi::Object Storage::New(Napi::Env env, std::shared_ptr<Allocation> alloc, size
 }
 
 bool Storage::IsStorage(Napi::Value v) {
-  return v.IsObject() && g_ctor && v.As<Napi::Object>().InstanceOf(g_ctor->Value());
+  Napi::FunctionReference* ctor = Ctor(v.Env());
+  return v.IsObject() && ctor && v.As<Napi::Object>().InstanceOf(ctor->Value());
 }
 
 void* Storage::data() const { return alloc_ ? static_cast<char*>(alloc_->base) + offset_ : nullptr; }
