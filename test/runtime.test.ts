@@ -66,6 +66,45 @@ describe('Tensor on the CPU', () => {
   it('a CUDA op without a GPU fails with a clear error', () => {
     const b = native();
     if (b.cudaDeviceCount() > 0) return; // this check is for CPU-only machines
-    expect(() => Tensor.empty([4], 'float32', 'cuda:0')).toThrow(/allocate: cuda:0 does not exist \(0 CUDA device\(s\) present/);
+    const expected = b.builtWithCuda
+      ? /allocate: cuda:0 does not exist \(0 CUDA device\(s\) present/
+      : /allocate: this addon was built without CUDA .*npm run build:native/;
+    expect(() => Tensor.empty([4], 'float32', 'cuda:0')).toThrow(expected);
+  });
+
+  it('a missing cuBLASLt or NCCL is an error naming the library, dlerror and the paths searched', () => {
+    const b = native();
+    for (const [lib, file] of [['cublasLt', 'libcublasLt.so.13'], ['nccl', 'libnccl.so.2']] as const) {
+      let message = '';
+      try {
+        b.loadCudaLibrary(lib);
+        continue; // present on this machine (the GPU machine): nothing to check here
+      } catch (e) {
+        message = (e as Error).message;
+      }
+      expect(message).toContain(`cannot load ${file}`);
+      expect(message).toContain('/usr/local/cuda/lib64/');
+      expect(message).toMatch(/cannot open shared object file|No such file/);
+      expect(message).toContain('AERIE_CUDA_LIB_PATH');
+    }
+  });
+
+  it('AERIE_CUDA_LIB_PATH is searched first', () => {
+    const b = native();
+    const prev = process.env.AERIE_CUDA_LIB_PATH;
+    process.env.AERIE_CUDA_LIB_PATH = '/nonexistent/aerie-libs';
+    let message = '';
+    try {
+      b.loadCudaLibrary('nccl');
+    } catch (e) {
+      message = (e as Error).message;
+    } finally {
+      if (prev === undefined) delete process.env.AERIE_CUDA_LIB_PATH;
+      else process.env.AERIE_CUDA_LIB_PATH = prev;
+    }
+    if (message === '') return; // NCCL is installed here (the GPU machine)
+    const override = message.indexOf('/nonexistent/aerie-libs/libnccl.so.2');
+    expect(override).toBeGreaterThan(0);
+    expect(override).toBeLessThan(message.indexOf('/usr/local/cuda/lib64/libnccl.so.2'));
   });
 });

@@ -4,6 +4,7 @@
 
 #include "allocator.h"
 #include "cuda_context.h"
+#include "dynlib.h"
 #include "napi_util.h"
 #include "storage.h"
 #include "thread_pool.h"
@@ -40,6 +41,19 @@ void RegisterRuntime(Napi::Env env, Napi::Object exports) {
   });
   Export(env, exports, "cudaUnavailableReason", [](const Napi::CallbackInfo& info) -> Napi::Value {
     return Napi::String::New(info.Env(), CudaUnavailableReason());
+  });
+  // Opens cuBLASLt or NCCL now (they are otherwise opened when first used); throws the loader's error.
+  Export(env, exports, "loadCudaLibrary", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsString()) throw std::invalid_argument("expected 'cublasLt' or 'nccl'");
+    std::string which = info[0].As<Napi::String>();
+    if (which == "cublasLt") {
+      OpenLibrary({"libcublasLt.so.13", "libcublasLt.so"});
+    } else if (which == "nccl") {
+      OpenLibrary({"libnccl.so.2", "libnccl.so"});
+    } else {
+      throw std::invalid_argument("unknown library '" + which + "': expected 'cublasLt' or 'nccl'");
+    }
+    return Napi::Boolean::New(info.Env(), true);
   });
   Export(env, exports, "cpuThreadCount", [](const Napi::CallbackInfo& info) -> Napi::Value {
     return Napi::Number::New(info.Env(), CpuThreadCount());

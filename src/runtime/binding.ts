@@ -43,6 +43,8 @@ export interface CoreBinding {
   cudaDeviceCount(): number;
   cudaUnavailableReason(): string;
   cpuThreadCount(): number;
+  /** Opens the library now (normally opened on first use); throws naming the library, dlerror and paths. */
+  loadCudaLibrary(name: 'cublasLt' | 'nccl'): boolean;
   deviceName(device: number): string;
   memoryInfo(device: number): { free: number; total: number };
   allocatorStats(device: number): AllocatorStats;
