@@ -47,7 +47,9 @@ Napi::Value Guard(const Napi::CallbackInfo& info, const char* op, F&& body) {
   } catch (const Napi::Error&) {
     throw;
   } catch (const std::invalid_argument& e) {
-    throw Napi::TypeError::New(info.Env(), std::string(op) + ": " + e.what());
+    std::string what = e.what();
+    if (what.rfind(op, 0) == 0) throw Napi::TypeError::New(info.Env(), what);
+    throw Napi::TypeError::New(info.Env(), std::string(op) + ": " + what);
   } catch (const std::exception& e) {
     std::string what = e.what();
     // Messages that already name the op are passed as they are.
