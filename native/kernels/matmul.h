@@ -25,9 +25,21 @@ struct MatmulArgs {
   float alpha = 1.0f, beta = 0.0f;
 };
 
-// Plain C++ twin: blocked, threaded, fp32 math on any float storage.
+// Plain C++ twin (matmul_cpu.cc): packed, cache-blocked, threaded; fp32 math on any float storage.
+// beta == 0 never reads C.
 void MatmulCpu(const MatmulArgs& args);
-// cuBLASLt (opened at run time) on `stream` of `device`.
+// cuBLASLt (matmul_cuda.cc; the library is opened at the first call, which throws a clear error
+// when it is missing) on `stream` of `device`, which must be current. Enqueues only: no host sync.
+// CUBLAS_COMPUTE_32F, so f32 inputs are multiplied in fp32 (no TF32).
 void MatmulCuda(const MatmulArgs& args, int device, cudaStream_t stream);
+
+// Part of MatmulCuda (matmul.cu), for what cuBLASLt does not do itself:
+// c[b] = (tmp ? tmp[b] : 0) + beta * c[b] + bias for every batch entry b; beta == 0 never reads c.
+void MatmulEpilogueCuda(const float* tmp,  // (batch, m, n) dense, or nullptr
+                        void* c,           // (batch, m, n), entries stride_c elements apart
+                        DType c_type,
+                        const void* bias,  // (n,) or nullptr
+                        DType bias_type, float beta, int64_t batch, int64_t m, int64_t n, int64_t stride_c,
+                        cudaStream_t stream);
 
 }  // namespace aerie

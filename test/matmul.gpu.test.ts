@@ -1,0 +1,214 @@
+import { describe, expect, it } from 'vitest';
+import { hasGpu } from './helpers/gpu.js';
+import { Tensor } from '../src/runtime/tensor.js';
+import type { DType } from '../src/runtime/dtype.js';
+import { CudaGraph, synchronize } from '../src/runtime/cuda.js';
+import { linear, matmul, type MatmulOptions } from '../src/runtime/ops/matmul.js';
+import { OUT_REL, gemmTolerance, refMatmul, worstError, type RefGemm } from './helpers/ref_matmul.js';
+import { Rng } from './helpers/random.js';
+
+const dev = 'cuda:0' as const;
+
+/**
+ * Tolerances. The CPU twin is held to the round-to-nearest fp32 bound (k + 4) * 2^-24 * sum|terms|
+ * (helpers/ref_matmul.ts) plus one ulp of the output dtype. cuBLASLt is held to twice that
+ * accumulation bound: tensor-core MMAs add several products at once and may truncate rather than
+ * round when aligning them, which at worst doubles the per-addition error; f32 inputs run with
+ * CUBLAS_COMPUTE_32F (plain fp32, no TF32), so a TF32 path would fail this by ~2^13. CUDA vs the
+ * CPU twin may differ by the sum of both bounds. Any layout, transpose or stride bug gives errors
+ * of the order of sum|terms|.
+ */
+function check(label: string, gpu: Tensor, cpu: Tensor, g: RefGemm, outRel: number): void {
+  const got = gpu.toArray();
+  const twin = cpu.toArray();
+  const r = refMatmul(g);
+  const tolCpu = gemmTolerance(r.out, r.mag, g.k, outRel, 1);
+  const tolGpu = gemmTolerance(r.out, r.mag, g.k, outRel, 2);
+  const vsRef = worstError(got, r.out, tolGpu);
+  expect(vsRef.ratio, `${label} vs float64: element ${vsRef.index} is ${vsRef.got}, reference ${vsRef.want}`).toBeLessThanOrEqual(1);
+  const both = tolCpu.map((t, i) => t + tolGpu[i]);
+  const vsTwin = worstError(got, twin, both);
+  expect(vsTwin.ratio, `${label} vs CPU twin: element ${vsTwin.index} is ${vsTwin.got}, CPU ${vsTwin.want}`).toBeLessThanOrEqual(1);
+}
+
+function input(rng: Rng, shape: number[], dtype: DType): { cpu: Tensor; gpu: Tensor; v: Float32Array } {
+  const n = shape.reduce((x, y) => x * y, 1);
+  const cpu = Tensor.fromArray(rng.uniform(n), shape, { dtype });
+  return { cpu, gpu: cpu.to(dev), v: cpu.toArray() as Float32Array };
+}
+
+/** Runs matmul on both devices with the same inputs and options (tensors in opts are CPU ones). */
+function both(a: { cpu: Tensor; gpu: Tensor }, b: { cpu: Tensor; gpu: Tensor }, opts: MatmulOptions) {
+  const cpu = matmul(a.cpu, b.cpu, opts);
+  const gpu = matmul(a.gpu, b.gpu, { ...opts, bias: opts.bias?.to(dev), out: opts.out?.to(dev) });
+  return { cpu, gpu };
+}
+
+describe.skipIf(!hasGpu)('matmul on CUDA (cuBLASLt) vs the CPU twin', () => {
+  // Sizes off every tile multiple (16/64/128/256), a K above the split-K range, and degenerate ones.
+  const sizes: [number, number, number][] = [
+    [1, 1, 1],
+    [7, 5, 3],
+    [33, 65, 17],
+    [1, 300, 129], // a decode-like single row
+    [100, 130, 300],
+    [129, 257, 65],
+    [64, 128, 4096],
+  ];
+  const pairs: [DType, DType][] = [
+    ['float32', 'float32'],
+    ['bfloat16', 'bfloat16'],
+    ['bfloat16', 'float32'],
+    ['float16', 'float16'],
+  ];
+  for (const [abType, outType] of pairs) {
+    for (const [m, n, k] of sizes) {
+      it(`${abType}->${outType} m=${m} n=${n} k=${k}, all transposes`, () => {
+        for (const transA of [false, true]) {
+          for (const transB of [false, true]) {
+            const rng = new Rng(m * 7919 + n * 31 + k + (transA ? 1 : 0) + (transB ? 2 : 0));
+            const a = input(rng, transA ? [k, m] : [m, k], abType);
+            const b = input(rng, transB ? [n, k] : [k, n], abType);
+            const { cpu, gpu } = both(a, b, { transA, transB, outDType: outType });
+            expect(gpu.dtype).toBe(outType);
+            check(`transA=${transA} transB=${transB}`, gpu, cpu, { a: a.v, b: b.v, m, n, k, transA, transB }, OUT_REL[outType]);
+          }
+        }
+      });
+    }
+  }
+
+  it('a larger bf16 projection (x @ W^T) with bias, as linear', () => {
+    const [rows, n, k] = [300, 1000, 2048];
+    const rng = new Rng(3);
+    const x = input(rng, [3, 100, k], 'bfloat16');
+    const w = input(rng, [n, k], 'bfloat16');
+    const bias = input(rng, [n], 'bfloat16');
+    const cpu = linear(x.cpu, w.cpu, bias.cpu);
+    const gpu = linear(x.gpu, w.gpu, bias.gpu);
+    expect(gpu.shape).toEqual([3, 100, n]);
+    check('linear', gpu, cpu, { a: x.v, b: w.v, m: rows, n, k, transB: true, bias: bias.v }, OUT_REL.bfloat16);
+  });
+
+  for (const abType of ['float32', 'bfloat16'] as DType[]) {
+    it(`${abType} batched: dense, B broadcast (folded into one GEMM), B broadcast with transA, A broadcast`, () => {
+      const [batch, m, n, k] = [5, 37, 70, 45];
+      const rng = new Rng(11);
+      const a3 = input(rng, [batch, m, k], abType);
+      const b3 = input(rng, [batch, k, n], abType);
+      const b2 = input(rng, [n, k], abType);
+      const a3t = input(rng, [batch, k, m], abType);
+      const a2 = input(rng, [m, k], abType);
+      const out = OUT_REL[abType];
+      let r = both(a3, b3, {});
+      check('dense', r.gpu, r.cpu, { a: a3.v, b: b3.v, m, n, k, batch }, out);
+      r = both(a3, b2, { transB: true });
+      check('B broadcast', r.gpu, r.cpu, { a: a3.v, b: b2.v, m, n, k, batch, transB: true, strideB: 0 }, out);
+      r = both(a3t, b2, { transA: true, transB: true });
+      check('B broadcast, transA', r.gpu, r.cpu, { a: a3t.v, b: b2.v, m, n, k, batch, transA: true, transB: true, strideB: 0 }, out);
+      r = both(a2, b3, {});
+      check('A broadcast', r.gpu, r.cpu, { a: a2.v, b: b3.v, m, n, k, batch, strideA: 0 }, out);
+    });
+  }
+
+  // Bias paths: the fused BIAS epilogue (bias dtype = output dtype, 16-byte aligned), and the
+  // separate epilogue kernel (another bias dtype, or a misaligned bias view).
+  const biasCases: [DType, DType, DType, boolean][] = [
+    ['bfloat16', 'bfloat16', 'bfloat16', false],
+    ['bfloat16', 'bfloat16', 'float32', false],
+    ['float32', 'float32', 'float32', false],
+    ['bfloat16', 'float32', 'float32', false],
+    ['bfloat16', 'bfloat16', 'bfloat16', true],
+  ];
+  for (const [abType, outType, biasType, misaligned] of biasCases) {
+    it(`bias ${biasType}${misaligned ? ' (misaligned view)' : ''} on ${abType}->${outType}, batched, with alpha and beta`, () => {
+      const [batch, m, n, k] = [3, 50, 96, 72];
+      const rng = new Rng(21);
+      const a = input(rng, [batch, m, k], abType);
+      const b = input(rng, [batch, k, n], abType);
+      // A view starting one element in is only 2- or 4-byte aligned.
+      const biasHost = Tensor.fromArray(rng.uniform(n + 1), [n + 1], { dtype: biasType });
+      const biasCpu = misaligned ? biasHost.rows(1, n + 1) : biasHost.rows(0, n);
+      const biasGpuBase = biasHost.to(dev);
+      const biasGpu = misaligned ? biasGpuBase.rows(1, n + 1) : biasGpuBase.rows(0, n);
+      const prev = Tensor.fromArray(rng.uniform(batch * m * n), [batch, m, n], { dtype: outType });
+      const cpu = matmul(a.cpu, b.cpu, { bias: biasCpu, alpha: 0.5, beta: -1.5, out: prev.clone() });
+      const gpu = matmul(a.gpu, b.gpu, { bias: biasGpu, alpha: 0.5, beta: -1.5, out: prev.to(dev) });
+      const g: RefGemm = { a: a.v, b: b.v, m, n, k, batch, alpha: 0.5, beta: -1.5, c: prev.toArray() as Float32Array, bias: biasCpu.toArray() as Float32Array };
+      check('bias', gpu, cpu, g, OUT_REL[outType]);
+    });
+  }
+
+  // Dtype pairs cuBLASLt has no kernel for go through an fp32 buffer and the epilogue kernel.
+  const fallbackPairs: [DType, DType][] = [
+    ['float32', 'bfloat16'],
+    ['float32', 'float16'],
+    ['bfloat16', 'float16'],
+    ['float16', 'bfloat16'],
+  ];
+  for (const [abType, outType] of fallbackPairs) {
+    it(`${abType}->${outType} (via fp32) with bias, alpha, beta and a batch`, () => {
+      const [batch, m, n, k] = [2, 33, 65, 129];
+      const rng = new Rng(31);
+      const a = input(rng, [batch, m, k], abType);
+      const b = input(rng, [n, k], abType);
+      const bias = input(rng, [n], 'float32');
+      const prev = Tensor.fromArray(rng.uniform(batch * m * n), [batch, m, n], { dtype: outType });
+      const cpu = matmul(a.cpu, b.cpu, { transB: true, bias: bias.cpu, alpha: 2, beta: 0.25, out: prev.clone() });
+      const gpu = matmul(a.gpu, b.gpu, { transB: true, bias: bias.gpu, alpha: 2, beta: 0.25, out: prev.to(dev) });
+      const g: RefGemm = { a: a.v, b: b.v, m, n, k, batch, strideB: 0, transB: true, alpha: 2, beta: 0.25, c: prev.toArray() as Float32Array, bias: bias.v };
+      check('fallback', gpu, cpu, g, OUT_REL[outType]);
+    });
+  }
+
+  it('misaligned operands (views at odd element offsets) still run', () => {
+    const [m, n, k] = [20, 24, 7]; // rows of 7 bf16 = 14 bytes: only 2-byte aligned
+    const rng = new Rng(41);
+    const aBig = input(rng, [m + 1, k], 'bfloat16');
+    const b = input(rng, [k, n], 'bfloat16');
+    const aCpu = aBig.cpu.rows(1, m + 1);
+    const aGpu = aBig.gpu.rows(1, m + 1);
+    const cpu = matmul(aCpu, b.cpu);
+    const gpu = matmul(aGpu, b.gpu);
+    check('misaligned', gpu, cpu, { a: aCpu.toArray() as Float32Array, b: b.v, m, n, k }, OUT_REL.bfloat16);
+  });
+
+  it('k = 0 gives beta * out + bias; beta = 0 ignores NaN in out', () => {
+    const bias = Tensor.fromArray([1.5, -2, 3], [3], { device: dev });
+    const out = Tensor.fromArray([1, 2, 3, 4, 5, 6], [2, 3], { device: dev });
+    matmul(Tensor.empty([2, 0], 'float32', dev), Tensor.empty([0, 3], 'float32', dev), { bias, beta: 2, out });
+    expect(Array.from(out.toArray())).toEqual([3.5, 2, 9, 9.5, 8, 15]);
+    const nan = Tensor.fromArray(new Float32Array(6).fill(NaN), [2, 3], { device: dev });
+    const a = Tensor.fromArray([1, 2, 3, 4], [2, 2], { device: dev });
+    const b = Tensor.fromArray([1, 0, 1, 0, 1, 1], [2, 3], { device: dev });
+    matmul(a, b, { out: nan });
+    expect(Array.from(nan.toArray())).toEqual([1, 2, 3, 3, 4, 7]);
+  });
+
+  it('repeated calls reuse the cached plan and give identical results', () => {
+    const rng = new Rng(51);
+    const a = input(rng, [64, 200], 'bfloat16');
+    const b = input(rng, [96, 200], 'bfloat16');
+    const first = matmul(a.gpu, b.gpu, { transB: true }).toArray();
+    for (let i = 0; i < 3; i++) expect(matmul(a.gpu, b.gpu, { transB: true }).toArray()).toEqual(first);
+  });
+
+  it('runs inside a captured CUDA graph and replays on new inputs', () => {
+    const rng = new Rng(61);
+    const x = input(rng, [16, 256], 'bfloat16');
+    const w = input(rng, [384, 256], 'bfloat16');
+    const bias = input(rng, [384], 'bfloat16');
+    const y = Tensor.empty([16, 384], 'bfloat16', dev);
+    linear(x.gpu, w.gpu, bias.gpu, { out: y }); // warm: plan and workspace exist before capture
+    const graph = CudaGraph.capture(dev, () => {
+      linear(x.gpu, w.gpu, bias.gpu, { out: y });
+    });
+    const x2 = input(rng, [16, 256], 'bfloat16');
+    x.gpu.copy_(x2.gpu);
+    graph.replay();
+    synchronize(dev);
+    const cpu = linear(x2.cpu, w.cpu, bias.cpu);
+    check('graph replay', y, cpu, { a: x2.v, b: w.v, m: 16, n: 384, k: 256, transB: true, bias: bias.v }, OUT_REL.bfloat16);
+    graph.destroy();
+  });
+});
