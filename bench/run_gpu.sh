@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-bench/out}
 mkdir -p "$out"
 status=0
-for b in gemm attention membw adamw; do
+for b in ${AERIE_BENCHES:-gemm attention membw adamw prefill decode}; do
   js=dist/bench/$b.js
   if [[ ! -f $js ]]; then echo "bench: $js missing (run npm run build:ts)" >&2; status=1; continue; fi
   echo "== $b"

@@ -3,6 +3,8 @@
  * and registers itself here; `spec-launch --help` lists exactly the commands that exist.
  */
 import { Command, CommanderError } from 'commander';
+import { registerForward } from './commands/forward.js';
+import { registerGenerate } from './commands/generate.js';
 import { registerInfo } from './commands/info.js';
 
 export function buildProgram(): Command {
@@ -11,6 +13,8 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError()
     .exitOverride();
+  registerGenerate(program);
+  registerForward(program);
   registerInfo(program);
   return program;
 }

@@ -39,3 +39,16 @@ export function finiteDifference(f: (x: Float64Array) => number, x: Float64Array
     return (f(xp) - f(xm)) / (2 * h);
   });
 }
+
+/**
+ * Index of the first differing byte of two views, or -1 when they are identical (and the same
+ * length). Fast on large buffers, unlike a deep toEqual, which compares element by element.
+ */
+export function firstByteDifference(a: ArrayBufferView | ArrayBuffer, b: ArrayBufferView | ArrayBuffer): number {
+  const ba = a instanceof ArrayBuffer ? Buffer.from(a) : Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+  const bb = b instanceof ArrayBuffer ? Buffer.from(b) : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  if (ba.length === bb.length && ba.equals(bb)) return -1;
+  const n = Math.min(ba.length, bb.length);
+  for (let i = 0; i < n; i++) if (ba[i] !== bb[i]) return i;
+  return n;
+}

@@ -1,3 +1,18 @@
-/** Native surface of the activation kernel family (native/kernels/bind_activation.cc). Filled in by that family. */
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type
-export interface ActivationNative {}
+/** Native surface of the activation kernel family (native/kernels/bind_activation.cc). */
+import type { NativeStorage } from '../binding.js';
+
+export interface ActivationNative {
+  /**
+   * SwiGLU: out (rows, inter) = silu(gate) * up, gate and up (rows, inter); or, with up = null,
+   * gate is the fused (rows, 2*inter) tensor whose first half is gate and second half up.
+   */
+  swiglu(gate: NativeStorage, up: NativeStorage | null, out: NativeStorage, dtype: number, rows: number, inter: number): void;
+  /**
+   * Backward of swiglu given dout (rows, inter): dgate and dup (rows, inter), or, with dup = null,
+   * dgate is the fused (rows, 2*inter) gradient [dgate | dup]. up = null: fused input as in swiglu.
+   */
+  swigluBackward(
+    dout: NativeStorage, gate: NativeStorage, up: NativeStorage | null, dgate: NativeStorage, dup: NativeStorage | null,
+    dtype: number, rows: number, inter: number,
+  ): void;
+}

@@ -1,0 +1,257 @@
+/**
+ * Llama 3.x and Qwen3 dense causal LMs (transformers' LlamaForCausalLM and Qwen3ForCausalLM) on the
+ * runtime ops. One pre-norm decoder serves both; Qwen3 adds a per-head RMSNorm of q and k (weight
+ * [headDim], shared by the heads) before RoPE, and its head_dim need not be hidden / heads.
+ *
+ *   x = embed[ids]                                  tap 0 = x
+ *   for layer l:  y = rmsnorm(x)
+ *                 q, k, v = y Wq^T, y Wk^T, y Wv^T (+ biases)   [T, heads, hd]
+ *                 q, k = q_norm(q), k_norm(k)       (Qwen3)
+ *                 q, k = rope(q), rope(k)           rotate_half layout, positions per token
+ *                 cache[slot] = k, v                 (when a slot mapping is given)
+ *                 a = attention(q, k, v)            prefill: flash over the packed batch;
+ *                                                   paged: over the cache
+ *                 x = x + a Wo^T;  y = rmsnorm(x)   (one fused addRmsnorm)
+ *                 x = x + down(silu(gate(y)) * up(y))   tap l + 1 = x
+ *   logits[rows] = norm(x)[rows] lm_head^T        (rows gathered before the head)
+ *
+ * The residual add and the next norm are fused (addRmsnorm), so "x" (the residual stream, what the
+ * taps see) and "y" (its norm) come out of one kernel. Each layer runs inside its own tidy: a layer's
+ * temporaries are freed before the next starts, and nothing in the layer loop reads back to the
+ * host, so a decode step can be captured as a CUDA graph.
+ */
+import { type CausalLM, type ForwardInputs, type ForwardOutput, registerCausalLM } from './causal_lm.js';
+import type { ModelConfig } from './hf/config.js';
+import { PagedKvCache } from './kv_cache.js';
+import {
+  type DecoderWeights,
+  type LayerWeights,
+  type WeightSource,
+  decodeWeightBytes,
+  disposeWeights,
+  loadDenseWeights,
+  weightBytes,
+} from './weights.js';
+import { attention } from '../runtime/ops/attention.js';
+import { embedding } from '../runtime/ops/embedding.js';
+import { linear } from '../runtime/ops/matmul.js';
+import { addRmsnorm, rmsnorm } from '../runtime/ops/norm.js';
+import { pagedAttention, cacheWrite } from '../runtime/ops/paged_attention.js';
+import { rotary } from '../runtime/ops/rotary.js';
+import { type RopeConfig as RuntimeRope, ropeInvFreq } from '../runtime/ops/rope_params.js';
+import { swigluFused } from '../runtime/ops/activation.js';
+import { DTYPE_BYTES, type DType } from '../runtime/dtype.js';
+import type { Device } from '../runtime/device.js';
+import { tidy } from '../runtime/scope.js';
+import { Tensor, type Shape } from '../runtime/tensor.js';
+
+/** The runtime's RoPE parameters from a parsed config. */
+export function runtimeRope(cfg: ModelConfig): RuntimeRope {
+  const r = cfg.rope;
+  return {
+    theta: r.theta,
+    headDim: cfg.headDim,
+    partialRotaryFactor: r.partialRotaryFactor,
+    maxPositionEmbeddings: cfg.maxPositionEmbeddings,
+    scaling: {
+      ropeType: r.type,
+      factor: r.factor,
+      lowFreqFactor: r.lowFreqFactor ?? undefined,
+      highFreqFactor: r.highFreqFactor ?? undefined,
+      originalMaxPositionEmbeddings: r.originalMaxPositionEmbeddings ?? undefined,
+      betaFast: r.betaFast ?? undefined,
+      betaSlow: r.betaSlow ?? undefined,
+      mscale: r.mscale ?? undefined,
+      mscaleAllDim: r.mscaleAllDim ?? undefined,
+      attentionFactor: r.type === 'yarn' ? r.attentionFactor : undefined,
+      truncate: r.truncate,
+    },
+  };
+}
+
+/** A view of `count` elements of t starting at element `offset`, with `shape`. */
+function view(t: Tensor, offset: number, shape: Shape): Tensor {
+  const es = DTYPE_BYTES[t.dtype];
+  const n = shape.reduce((a, b) => a * b, 1);
+  return new Tensor(t.storage.view(offset * es, n * es), shape, t.dtype);
+}
+
+export class DenseCausalLM implements CausalLM {
+  readonly numLayers: number;
+  readonly hiddenSize: number;
+  readonly vocabSize: number;
+  readonly numHeads: number;
+  readonly numKvHeads: number;
+  readonly headDim: number;
+  readonly weights: DecoderWeights;
+  private readonly invFreq: Tensor;
+  private readonly ropeScaling: number;
+  private disposed = false;
+
+  constructor(
+    readonly config: ModelConfig,
+    source: WeightSource,
+    readonly device: Device,
+    readonly dtype: DType,
+  ) {
+    if (config.hiddenAct !== 'silu') throw new Error(`${config.file}: hidden_act '${config.hiddenAct}' is not supported (silu only)`);
+    this.numLayers = config.numHiddenLayers;
+    this.hiddenSize = config.hiddenSize;
+    this.vocabSize = config.vocabSize;
+    this.numHeads = config.numAttentionHeads;
+    this.numKvHeads = config.numKeyValueHeads;
+    this.headDim = config.headDim;
+    const rope = ropeInvFreq(runtimeRope(config));
+    this.ropeScaling = rope.attentionScaling;
+    this.invFreq = Tensor.fromArray(rope.invFreq, [rope.invFreq.length], { dtype: 'float32', device }).keep();
+    try {
+      this.weights = loadDenseWeights(config, source, dtype, device);
+    } catch (e) {
+      this.invFreq.dispose();
+      throw e;
+    }
+  }
+
+  forward(inputs: ForwardInputs): ForwardOutput {
+    if (this.disposed) throw new Error('forward: the model was disposed');
+    const T = inputs.ids.shape[0];
+    const taps = [...new Set(inputs.taps ?? [])];
+    for (const k of taps) {
+      if (!Number.isInteger(k) || k < 0 || k > this.numLayers) throw new RangeError(`forward: tap ${k} is outside 0 .. ${this.numLayers} (layer ids)`);
+    }
+    if (inputs.ids.rank !== 1 || inputs.ids.dtype !== 'int32') throw new TypeError(`forward: ids must be int32 [T], got ${inputs.ids.describe()}`);
+    if (inputs.positions.rank !== 1 || inputs.positions.shape[0] !== T || inputs.positions.dtype !== 'int32') {
+      throw new TypeError(`forward: positions must be int32 [${T}], got ${inputs.positions.describe()}`);
+    }
+    const att = inputs.attention;
+    if (att.kind === 'paged') {
+      if (!inputs.kv) throw new TypeError("forward: attention 'paged' needs kv (the cache and a slot mapping)");
+      if (att.seqLens.shape[0] * att.queries !== T) {
+        throw new TypeError(`forward: ${att.seqLens.shape[0]} sequences x ${att.queries} queries != ${T} tokens`);
+      }
+    }
+    if (inputs.kv && inputs.kv.cache.numLayers !== this.numLayers) {
+      throw new TypeError(`forward: the KV cache has ${inputs.kv.cache.numLayers} layers, the model ${this.numLayers}`);
+    }
+    return tidy(() => {
+      const w = this.weights;
+      const tapped = new Map<number, Tensor>();
+      let x = embedding(w.embed, inputs.ids);
+      if (taps.includes(0)) tapped.set(0, x);
+      let y = rmsnorm(x, w.layers[0].inputNorm, this.config.rmsNormEps).y;
+      for (let l = 0; l < this.numLayers; l++) {
+        const nextNorm = l + 1 < this.numLayers ? w.layers[l + 1].inputNorm : w.norm;
+        const out = tidy(() => this.layer(l, w.layers[l], x, y, nextNorm, inputs));
+        if (tapped.get(l) !== x) x.dispose(); // a tapped state is returned
+        y.dispose();
+        x = out.x;
+        y = out.y;
+        if (taps.includes(l + 1)) tapped.set(l + 1, x);
+      }
+      let logits: Tensor | null = null;
+      const rows = inputs.logitRows;
+      if (rows !== undefined) {
+        const picked = rows === 'all' ? y : embedding(y, rows);
+        logits = linear(picked, w.lmHead, undefined, { outDType: 'float32', out: inputs.logitsOut });
+      }
+      return { logits, taps: tapped };
+    });
+  }
+
+  /** One decoder layer: returns the new residual stream x and its norm y (by nextNorm). */
+  private layer(l: number, w: LayerWeights, x: Tensor, y: Tensor, nextNorm: Tensor, inputs: ForwardInputs): { x: Tensor; y: Tensor } {
+    const cfg = this.config;
+    const eps = cfg.rmsNormEps;
+    const T = x.shape[0];
+    const nH = this.numHeads;
+    const nKV = this.numKvHeads;
+    const hd = this.headDim;
+    const a = w.attn;
+
+    let q: Tensor;
+    let k: Tensor;
+    let v: Tensor;
+    if (T === 1) {
+      // One token: one GEMM against the stacked weight; its output row splits into q | k | v.
+      const qkv = linear(y, a.qkv, a.qkvBias ?? undefined);
+      q = view(qkv, 0, [1, nH, hd]);
+      k = view(qkv, nH * hd, [1, nKV, hd]);
+      v = view(qkv, (nH + nKV) * hd, [1, nKV, hd]);
+    } else {
+      q = linear(y, a.q, a.qBias ?? undefined).reshape([T, nH, hd]);
+      k = linear(y, a.k, a.kBias ?? undefined).reshape([T, nKV, hd]);
+      v = linear(y, a.v, a.vBias ?? undefined).reshape([T, nKV, hd]);
+    }
+    if (a.qNorm && a.kNorm) {
+      q = rmsnorm(q, a.qNorm, eps).y;
+      k = rmsnorm(k, a.kNorm, eps).y;
+    }
+    // The views of the stacked output may be rotated in place too: q, k and v do not overlap.
+    rotary(q, inputs.positions, this.invFreq, { attentionScaling: this.ropeScaling, inPlace: true });
+    rotary(k, inputs.positions, this.invFreq, { attentionScaling: this.ropeScaling, inPlace: true });
+
+    const sliding = cfg.layerTypes[l] === 'sliding_attention' && cfg.slidingWindow !== null;
+    const window = sliding ? cfg.slidingWindow! : undefined;
+    if (inputs.kv) cacheWrite(inputs.kv.cache.k[l], inputs.kv.cache.v[l], k, v, inputs.kv.slotMapping);
+    let o: Tensor;
+    const att = inputs.attention;
+    if (att.kind === 'prefill') {
+      const r = attention(q, k, v, { cuSeqlens: att.cuSeqlens, mask: sliding ? 'sliding' : 'causal', window });
+      r.lse.dispose();
+      o = r.out;
+    } else {
+      const B = att.seqLens.shape[0];
+      const qb = att.queries === 1 ? q.reshape([B, nH, hd]) : q.reshape([B, att.queries, nH, hd]);
+      o = pagedAttention(qb, inputs.kv!.cache.k[l], inputs.kv!.cache.v[l], att.blockTable, att.seqLens, { window: window ?? 0 });
+    }
+    const attnOut = linear(o.reshape([T, nH * hd]), a.o, a.oBias ?? undefined);
+    const post = addRmsnorm(attnOut, x, w.postNorm, eps);
+    // The big [T, 2I] and [T, I] temporaries are freed as soon as they are used (long prefills).
+    const gateUp = linear(post.y, w.gateUp, w.gateUpBias ?? undefined);
+    const act = swigluFused(gateUp);
+    gateUp.dispose();
+    const mlpOut = linear(act, w.down, w.downBias ?? undefined);
+    act.dispose();
+    const next = addRmsnorm(mlpOut, post.h, nextNorm, eps);
+    return { x: next.h, y: next.y };
+  }
+
+  headLogits(h: Tensor): Tensor {
+    return tidy(() => {
+      const y = rmsnorm(h, this.weights.norm, this.config.rmsNormEps).y;
+      return linear(y, this.weights.lmHead, undefined, { outDType: 'float32' });
+    });
+  }
+
+  createKvCache(options: { numBlocks: number; blockSize?: number }): PagedKvCache {
+    return new PagedKvCache({
+      numLayers: this.numLayers,
+      kvHeads: this.numKvHeads,
+      headDim: this.headDim,
+      dtype: this.dtype,
+      device: this.device,
+      numBlocks: options.numBlocks,
+      blockSize: options.blockSize,
+    });
+  }
+
+  weightBytes(): number {
+    return weightBytes(this.weights);
+  }
+
+  decodeWeightBytes(): number {
+    return decodeWeightBytes(this.weights);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    disposeWeights(this.weights);
+    this.invFreq.dispose();
+  }
+}
+
+const dense = (config: ModelConfig, source: WeightSource, o: { device: Device; dtype: DType }) =>
+  new DenseCausalLM(config, source, o.device, o.dtype);
+registerCausalLM('llama', dense);
+registerCausalLM('qwen3', dense);

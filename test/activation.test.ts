@@ -1,0 +1,100 @@
+import { describe, expect, it } from 'vitest';
+import { Tensor } from '../src/runtime/tensor.js';
+import { swiglu, swigluBackward, swigluFused, swigluFusedBackward } from '../src/runtime/ops/activation.js';
+import { floatToF16Bits, f16BitsToFloat } from '../src/runtime/dtype.js';
+import { finiteDifference, maxAbsError, relError } from './helpers/compare.js';
+import { Rng, roundBf16 } from './helpers/random.js';
+import { splitHalves, swigluBackwardRef, swigluRef } from './helpers/ref_activation.js';
+
+const f32 = (t: Tensor): Float32Array => t.toArray() as Float32Array;
+const ROUND = {
+  float32: (v: Float32Array) => v,
+  bfloat16: roundBf16,
+  float16: (v: Float32Array) => f16BitsToFloat(floatToF16Bits(v)),
+};
+// One rounding of the output: half an ulp of the storage type, plus fp32 noise.
+const REL = { float32: 1e-6, bfloat16: 2 ** -8, float16: 2 ** -10 };
+
+function within(a: ArrayLike<number>, b: ArrayLike<number>, rel: number, abs: number): boolean {
+  for (let i = 0; i < b.length; i++) if (!(Math.abs(a[i] - b[i]) <= rel * Math.abs(b[i]) + abs)) return false;
+  return true;
+}
+
+describe('swiglu (CPU)', () => {
+  const rng = new Rng(5);
+  for (const dtype of ['float32', 'bfloat16', 'float16'] as const) {
+    it(`${dtype}: separate and fused layouts match the float64 reference`, () => {
+      const [rows, inter] = [7, 45];
+      const gate = ROUND[dtype](rng.normal(rows * inter, 3));
+      const up = ROUND[dtype](rng.normal(rows * inter));
+      const ref = swigluRef(gate, up);
+      const out = swiglu(Tensor.fromArray(gate, [rows, inter], { dtype }), Tensor.fromArray(up, [rows, inter], { dtype }));
+      expect(out.dtype).toBe(dtype);
+      expect(within(f32(out), ref, REL[dtype], 1e-7)).toBe(true);
+      const fused = new Float32Array(rows * 2 * inter);
+      for (let r = 0; r < rows; r++) {
+        fused.set(gate.subarray(r * inter, (r + 1) * inter), r * 2 * inter);
+        fused.set(up.subarray(r * inter, (r + 1) * inter), r * 2 * inter + inter);
+      }
+      const outF = swigluFused(Tensor.fromArray(fused, [rows, 2 * inter], { dtype }));
+      expect(outF.shape).toEqual([rows, inter]);
+      // same arithmetic on the same values: identical bits
+      expect(Array.from(f32(outF))).toEqual(Array.from(f32(out)));
+    });
+  }
+
+  it('saturates cleanly: large |gate| gives 0 or gate*up, no NaN', () => {
+    const out = swiglu(Tensor.fromArray([-200, -30, 0, 30, 200], [5]), Tensor.fromArray([2, 2, 2, 2, 2], [5]));
+    const v = f32(out);
+    expect(v[0]).toBeCloseTo(0, 30);
+    expect(v[2]).toBe(0);
+    expect(v[3]).toBeCloseTo(60, 4);
+    expect(v[4]).toBe(400);
+  });
+
+  it('backward: analytic reference, finite differences and the CPU kernel agree (float32)', () => {
+    const [rows, inter] = [5, 33];
+    const gate = rng.normal(rows * inter, 2);
+    const up = rng.normal(rows * inter);
+    const dout = rng.normal(rows * inter);
+    const ref = swigluBackwardRef(dout, gate, up);
+    const g = swigluBackward(
+      Tensor.fromArray(dout, [rows, inter]), Tensor.fromArray(gate, [rows, inter]), Tensor.fromArray(up, [rows, inter]),
+    );
+    // fp32 math: a few ulps
+    expect(relError(f32(g.dgate), ref.dgate)).toBeLessThan(1e-6);
+    expect(relError(f32(g.dup), ref.dup)).toBeLessThan(1e-6);
+    const loss = (gv: Float64Array, uv: ArrayLike<number>): number => swigluRef(gv, uv).reduce((s, y, i) => s + y * dout[i], 0);
+    const idx = [0, 50, rows * inter - 1];
+    // central differences in float64, h = 1e-5: error ~1e-10
+    const fdGate = finiteDifference((v) => loss(v, up), Float64Array.from(gate), idx, 1e-5);
+    const fdUp = finiteDifference((v) => loss(Float64Array.from(gate), v), Float64Array.from(up), idx, 1e-5);
+    expect(maxAbsError(fdGate, idx.map((i) => ref.dgate[i]))).toBeLessThan(1e-6);
+    expect(maxAbsError(fdUp, idx.map((i) => ref.dup[i]))).toBeLessThan(1e-6);
+    expect(maxAbsError(fdGate, idx.map((i) => f32(g.dgate)[i]))).toBeLessThan(1e-5);
+  });
+
+  for (const dtype of ['bfloat16', 'float32'] as const) {
+    it(`${dtype}: fused backward writes [dgate | dup] per row`, () => {
+      const [rows, inter] = [4, 24];
+      const fused = ROUND[dtype](rng.normal(rows * 2 * inter, 2));
+      const dout = ROUND[dtype](rng.normal(rows * inter));
+      const d = swigluFusedBackward(Tensor.fromArray(dout, [rows, inter], { dtype }), Tensor.fromArray(fused, [rows, 2 * inter], { dtype }));
+      expect(d.shape).toEqual([rows, 2 * inter]);
+      const { gate, up } = splitHalves(fused, rows, inter);
+      const ref = swigluBackwardRef(dout, gate, up);
+      const got = splitHalves(f32(d), rows, inter);
+      expect(within(got.gate, ref.dgate, REL[dtype], 1e-6)).toBe(true);
+      expect(within(got.up, ref.dup, REL[dtype], 1e-6)).toBe(true);
+    });
+  }
+
+  it('names the op, shapes and dtypes when misused', () => {
+    const a = Tensor.empty([2, 4]);
+    expect(() => swiglu(a, Tensor.empty([2, 5]))).toThrow(/swiglu: up is float32\[2, 5\] on cpu; expected shape \[2, 4\]/);
+    expect(() => swiglu(a, Tensor.empty([2, 4], 'bfloat16'))).toThrow(/swiglu: gate is float32\[2, 4\] on cpu but up is bfloat16\[2, 4\] on cpu: dtypes differ/);
+    expect(() => swigluFused(Tensor.empty([2, 5]))).toThrow(/swigluFused: gateUp is float32\[2, 5\] on cpu; its last dimension must be even/);
+    expect(() => swigluFusedBackward(Tensor.empty([2, 3]), a)).toThrow(/swigluFusedBackward: dout is float32\[2, 3\] on cpu; expected shape \[2, 2\]/);
+    expect(() => swiglu(Tensor.empty([2], 'int32'), Tensor.empty([2], 'int32'))).toThrow(/swiglu: gate is int32\[2\] on cpu; expected a floating dtype/);
+  });
+});
