@@ -7,22 +7,22 @@ import { Rng } from './helpers/random.js';
 
 const dev = 'cuda:0' as const;
 
-/** max over elements of |a - b| - rel |b| */
-function excess(a: ArrayLike<number>, b: ArrayLike<number>, rel: number): number {
-  let worst = -Infinity;
-  for (let i = 0; i < b.length; i++) {
-    const e = Math.abs(a[i] - b[i]);
-    worst = Math.max(worst, Number.isNaN(e) ? Infinity : e - rel * Math.abs(b[i]));
-  }
-  return worst;
+/** Index and values of the first bitwise difference between two host arrays, or null when equal. */
+function firstDifference(a: ArrayLike<number>, b: ArrayLike<number>): string | null {
+  if (a.length !== b.length) return `lengths ${a.length} vs ${b.length}`;
+  const bits = (x: ArrayLike<number>) => (x instanceof Float32Array ? new Uint32Array(x.buffer, x.byteOffset, x.length) : x);
+  const [ua, ub] = [bits(a), bits(b)];
+  for (let i = 0; i < a.length; i++) if (ua[i] !== ub[i]) return `index ${i}: ${a[i]} vs ${b[i]}`;
+  return null;
 }
 
-// CUDA and the CPU twin compute the same fp32 angle (one product); their cos/sin (sincosf vs libm)
-// and the final a*c - b*s (nvcc may fuse into an FMA) differ by a few ulp: ~1e-6 of |x| <= ~5, so
-// 2e-5 absolute. In bf16/f16 both round the fp32 result once; results a few ulp apart can round to
-// neighbouring values, one output ulp: 2^-8 (bf16) / 2^-11 (f16) relative.
-const REL = { float32: 0, bfloat16: 2 ** -8, float16: 2 ** -11 } as const;
-
+// CUDA and the CPU twin run the same steps (native/kernels/rotary_math.h): the fp32 angle as one
+// product, cos/sin from an integer argument reduction and fp64 polynomials rounded once to fp32 (no
+// library sincosf: CUDA's and glibc's differ in the last bit), and x1 c - x2 s as one rounded
+// product plus an explicit fma (nothing left for nvcc to contract). Every step is one correctly
+// rounded IEEE operation, so the outputs are equal bit for bit in every dtype; any difference is a bug.
+// (An earlier version compared within "one output ulp" of 2^-8 / 2^-11 relative, which is half an
+// ulp near the bottom of a binade, so the 1-ulp flips that its differing sin/cos produced failed it.)
 describe.skipIf(!hasGpu)('rotary (CUDA vs CPU twin)', () => {
   const rng = new Rng(99);
   const configs = [
@@ -47,17 +47,37 @@ describe.skipIf(!hasGpu)('rotary (CUDA vs CPU twin)', () => {
           const invg = inv.to(dev);
           const gpu = rotary(xg, posg, invg, opts);
           expect(gpu.device).toBe(dev);
-          expect(excess(gpu.toArray() as Float32Array, cpu, REL[dtype])).toBeLessThan(2e-5);
+          expect(firstDifference(gpu.toArray() as Float32Array, cpu)).toBeNull();
           // in place gives the out-of-place result bit for bit
           rotary(xg, posg, invg, { ...opts, inPlace: true });
           expect(Array.from(xg.toArray() as Float32Array)).toEqual(Array.from(gpu.toArray() as Float32Array));
           const dcpu = rotaryBackward(x, pos, inv, opts).toArray() as Float32Array;
           const dgpu = rotaryBackward(x.to(dev), posg, invg, opts).toArray() as Float32Array;
-          expect(excess(dgpu, dcpu, REL[dtype])).toBeLessThan(2e-5);
+          expect(firstDifference(dgpu, dcpu)).toBeNull();
         });
       }
     }
   }
+
+  it('cos and sin of any finite angle, equal bit for bit (argument reduction across all exponents)', () => {
+    // x = (1, 0) per pair makes the outputs exactly (cos a, sin a); angles up to ~2e38 (still finite:
+    // NaN bits are not compared) and negative positions exercise every window of the 2/pi table.
+    const inv = Float32Array.from([1, 0.5, 3.0e-3, 1.7, 1e3, 12345.678, 1e7, 3.3e12, 7e20, 1e25, 1.5e28, 1e29, 2 ** -20, 1e-30, Math.PI / 2, Math.PI]);
+    const half = inv.length;
+    const posArr = Int32Array.from([0, 1, -1, 2, 3, 7, 100, 355, 710, 8191, 65536, 102943, 131071, 2 ** 24 + 1, 2 ** 31 - 1, -(2 ** 31)]);
+    const T = posArr.length;
+    const x = new Float32Array(T * 2 * half);
+    for (let t = 0; t < T; t++) x.fill(1, t * 2 * half, t * 2 * half + half);
+    const xt = Tensor.fromArray(x, [T, 1, 2 * half]);
+    const pos = Tensor.fromArray(posArr, [T]);
+    const invT = Tensor.fromArray(inv, [half]);
+    for (const inverse of [false, true]) {
+      const op = inverse ? rotaryBackward : rotary;
+      const cpu = op(xt, pos, invT).toArray() as Float32Array;
+      const gpu = op(xt.to(dev), pos.to(dev), invT.to(dev)).toArray() as Float32Array;
+      expect(firstDifference(gpu, cpu)).toBeNull();
+    }
+  });
 
   it('refuses tensors on different devices', () => {
     const x = Tensor.fromArray(rng.normal(2 * 2 * 8), [2, 2, 8], { device: dev });

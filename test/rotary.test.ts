@@ -239,6 +239,42 @@ describe('rotary (CPU)', () => {
     expect(maxAbsError(back, Float64Array.from(x, (v) => v * s * s))).toBeLessThan(1e-5);
   });
 
+  it('cos and sin are the correctly rounded cos and sin of the fp32 angle, for any finite angle', () => {
+    // x = (1, 0) per pair with scaling 1 makes the outputs exactly (cos a, sin a) (rotary_math.h:
+    // fma(1, c, -(0 s)) = c, fma(0, c, 1 s) = s). Math.cos/sin are within 1 ulp of fp64, so their
+    // fp32 rounding is the correctly rounded value unless the true one lies within 2^-53 of an fp32
+    // rounding boundary (chance ~2^-28 per value). Angles from 1e-30 to ~2e38, both signs, cover
+    // every window of the Payne-Hanek reduction (pi/2 multiples included: 710, 102943 rad).
+    const T = 64, half = 64;
+    const pos = Int32Array.from([0, 1, -1, 355, 710, 102943, 131071, 2 ** 31 - 1, -(2 ** 31), ...rng.int(T - 9, -(2 ** 31), 2 ** 31 - 1)]);
+    const inv = Float32Array.from({ length: half }, (_, j) => (j < 4 ? [1, 0.5, Math.PI / 2, 1e-30][j] : 10 ** (-30 + (59 * (j - 4)) / (half - 5))));
+    const x = new Float32Array(T * 2 * half);
+    for (let t = 0; t < T; t++) x.fill(1, t * 2 * half, t * 2 * half + half);
+    const args = [Tensor.fromArray(pos, [T]), Tensor.fromArray(inv, [half])] as const;
+    const fwd = rotary(Tensor.fromArray(x, [T, 1, 2 * half]), ...args).toArray() as Float32Array;
+    const bwd = rotaryBackward(Tensor.fromArray(x, [T, 1, 2 * half]), ...args).toArray() as Float32Array;
+    let checked = 0;
+    const wrong: string[] = [];
+    for (let t = 0; t < T; t++) {
+      for (let j = 0; j < half; j++) {
+        const a = Math.fround(Math.fround(pos[t]) * inv[j]); // the kernel's fp32 product (exact in fp64, rounded once)
+        if (!Number.isFinite(a)) continue;
+        const b = t * 2 * half + j;
+        const got = [fwd[b], fwd[b + half], bwd[b + half]];
+        const want = [Math.cos(a), Math.sin(a), -Math.sin(a)].map(Math.fround);
+        // (=== makes -0 equal +0: at a = 0 the backward's 0 * c + (-0) is +0)
+        if (got.some((v, k) => v !== want[k])) wrong.push(`angle ${a}: ${got} vs ${want}`);
+        checked++;
+      }
+    }
+    expect(wrong.slice(0, 5)).toEqual([]);
+    expect(checked).toBeGreaterThan(3500);
+    // a non-finite angle gives NaN, like sincosf
+    const nan = rotary(Tensor.fromArray(Float32Array.from([1, 0]), [1, 1, 2]), Tensor.fromArray(Int32Array.from([2]), [1]),
+      Tensor.fromArray(Float32Array.from([3e38]), [1])).toArray() as Float32Array;
+    expect(Array.from(nan).every(Number.isNaN)).toBe(true);
+  });
+
   it('ropeTables builds the float32 table and its scaling', () => {
     const t = ropeTables({ theta: 1e6, headDim: 64, scaling: { ropeType: 'yarn', factor: 2, originalMaxPositionEmbeddings: 4096 } });
     expect(t.invFreq.shape).toEqual([32]);

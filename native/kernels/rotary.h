@@ -6,6 +6,9 @@
 // with s = attention_scaling (1 except YaRN/LongRoPE). Elements at and past rot_dim (partial rotary)
 // pass through unchanged. `inverse` rotates by -a instead: that is the backward pass (the rotation
 // is orthogonal, so dx = s * R(-a) dout). `out` may alias `x` (in place).
+// Both twins take every step from rotary_math.h: cos a and sin a correctly rounded to fp32 (for every
+// finite angle), each output one rounded product plus one fma in fp32, then one rounding to the
+// storage dtype, so CUDA and CPU agree bit for bit (NaN payloads aside).
 #pragma once
 #include <cstdint>
 

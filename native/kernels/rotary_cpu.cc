@@ -1,10 +1,11 @@
-// CPU twin of the rotary family (see rotary.h): fp32 math on any float storage.
-#include <cmath>
+// CPU twin of the rotary family (see rotary.h): fp32 math on any float storage, bit for bit the CUDA
+// kernel's (the shared steps are in rotary_math.h).
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "rotary.h"
+#include "rotary_math.h"
 #include "thread_pool.h"
 
 namespace aerie {
@@ -19,31 +20,53 @@ void CheckRotaryArgs(const RotaryArgs& a) {
                                 std::to_string(a.head_dim));
 }
 
+namespace {
+
+// One token: its (cos, sin) table, then every head. cs, sn hold rot_dim/2 floats, row head_dim.
+// std::fma is a library call on the x86-64 baseline ISA (about halving the twin's speed), so on
+// x86-64 this is compiled twice, once with FMA instructions and picked at run time where the CPU has
+// them. Both give the same bits: std::fma is correctly rounded either way, and the other products
+// are exact or feed only fma operands (rotary_math.h), so the FMA clone's contraction changes nothing.
+__attribute__((always_inline)) inline void TokenImpl(const RotaryArgs& a, int64_t t, float* cs, float* sn, float* row) {
+  const int64_t half = a.rot_dim / 2, hd = a.head_dim;
+  for (int64_t j = 0; j < half; ++j) rotary::CosSin(a.positions[t], a.inv_freq[j], a.attention_scaling, a.inverse, &cs[j], &sn[j]);
+  for (int64_t h = 0; h < a.heads; ++h) {
+    const size_t base = static_cast<size_t>((t * a.heads + h) * hd);
+    // Read the whole head first so that out may alias x.
+    for (int64_t i = 0; i < hd; ++i) row[i] = LoadF(a.x, base + i, a.dtype);
+    for (int64_t j = 0; j < half; ++j) {
+      const float x1 = row[j], x2 = row[j + half];
+      StoreF(a.out, base + j, a.dtype, rotary::RotateFirst(x1, x2, cs[j], sn[j]));
+      StoreF(a.out, base + j + half, a.dtype, rotary::RotateSecond(x1, x2, cs[j], sn[j]));
+    }
+    for (int64_t i = a.rot_dim; i < hd; ++i) StoreF(a.out, base + i, a.dtype, row[i]);
+  }
+}
+
+void TokenGeneric(const RotaryArgs& a, int64_t t, float* cs, float* sn, float* row) { TokenImpl(a, t, cs, sn, row); }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("fma"))) void TokenFma(const RotaryArgs& a, int64_t t, float* cs, float* sn, float* row) {
+  TokenImpl(a, t, cs, sn, row);
+}
+using TokenFn = void (*)(const RotaryArgs&, int64_t, float*, float*, float*);
+TokenFn PickToken() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("fma") ? TokenFma : TokenGeneric;
+}
+const TokenFn kToken = PickToken();
+#else
+constexpr auto kToken = TokenGeneric;
+#endif
+
+}  // namespace
+
 void RotaryCpu(const RotaryArgs& a) {
   CheckRotaryArgs(a);
   const int64_t half = a.rot_dim / 2, hd = a.head_dim;
-  const float sign = a.inverse ? -1.0f : 1.0f;
   ParallelFor(a.tokens, 16, [&](int64_t begin, int64_t end) {
     std::vector<float> cs(half), sn(half), row(hd);
-    for (int64_t t = begin; t < end; ++t) {
-      const float pos = static_cast<float>(a.positions[t]);
-      for (int64_t j = 0; j < half; ++j) {
-        const float angle = pos * a.inv_freq[j];  // one fp32 product, as in transformers
-        cs[j] = std::cos(angle) * a.attention_scaling;
-        sn[j] = sign * std::sin(angle) * a.attention_scaling;
-      }
-      for (int64_t h = 0; h < a.heads; ++h) {
-        const size_t base = static_cast<size_t>((t * a.heads + h) * hd);
-        // Read the whole head first so that out may alias x.
-        for (int64_t i = 0; i < hd; ++i) row[i] = LoadF(a.x, base + i, a.dtype);
-        for (int64_t j = 0; j < half; ++j) {
-          const float x1 = row[j], x2 = row[j + half];
-          StoreF(a.out, base + j, a.dtype, x1 * cs[j] - x2 * sn[j]);
-          StoreF(a.out, base + j + half, a.dtype, x2 * cs[j] + x1 * sn[j]);
-        }
-        for (int64_t i = a.rot_dim; i < hd; ++i) StoreF(a.out, base + i, a.dtype, row[i]);
-      }
-    }
+    for (int64_t t = begin; t < end; ++t) kToken(a, t, cs.data(), sn.data(), row.data());
   });
 }
 
