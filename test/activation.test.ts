@@ -52,6 +52,39 @@ describe('swiglu (CPU)', () => {
     expect(v[4]).toBe(400);
   });
 
+  it('every finite bfloat16 gate: silu and its derivative within 4 fp32 ulps of float64', () => {
+    // The kernels' exp is their own (activation_math.h, shared with CUDA), so check it over the whole
+    // range: about -104 (below which it is 0) through the saturation at large |g|.
+    const gate: number[] = [];
+    const bits = new Uint32Array(1);
+    const asFloat = new Float32Array(bits.buffer);
+    for (let i = 0; i < 65536; i++) {
+      bits[0] = i << 16;
+      if (Number.isFinite(asFloat[0])) gate.push(asFloat[0]);
+    }
+    const n = gate.length;
+    const g = Tensor.fromArray(gate, [n]);
+    const one = Tensor.fromArray(new Float32Array(n).fill(1), [n]);
+    const out = f32(swiglu(g, one));
+    const { dgate, dup } = swigluBackward(one, g, one);
+    const [dg, du] = [f32(dgate), f32(dup)];
+    const ulp = 2 ** -24;
+    const bad: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const x = gate[i];
+      const s = 1 / (1 + Math.exp(-x));
+      const silu = x * s;
+      const dsilu = s * (1 + x * (1 - s));
+      // Below g = -87, s = exp(g) is subnormal: its absolute quantum 2^-149, times |g|, adds on.
+      const floor = (1 + Math.abs(x)) * 2 ** -149;
+      if (!(Math.abs(out[i] - silu) <= 4 * ulp * Math.abs(silu) + floor)) bad.push(`silu(${x}) = ${out[i]}, want ${silu}`);
+      if (!(Math.abs(du[i] - silu) <= 4 * ulp * Math.abs(silu) + floor)) bad.push(`dup at ${x} = ${du[i]}, want ${silu}`);
+      // silu' cancels near its root (g = -1.2785): its error is relative to its terms, s*(1 + |g|)
+      if (!(Math.abs(dg[i] - dsilu) <= 4 * ulp * s * (1 + Math.abs(x)) + floor)) bad.push(`silu'(${x}) = ${dg[i]}, want ${dsilu}`);
+    }
+    expect(bad.slice(0, 5)).toEqual([]);
+  });
+
   it('backward: analytic reference, finite differences and the CPU kernel agree (float32)', () => {
     const [rows, inter] = [5, 33];
     const gate = rng.normal(rows * inter, 2);

@@ -2,8 +2,8 @@
  * SwiGLU on CUDA (see activation.h), forward and backward. Memory-bound: each thread walks packs of
  * N elements of a row (16 bytes when inter, the strides and every pointer allow it, else single
  * elements) in a grid-stride loop over rows * inter / N packs; a pack never crosses a row, so the
- * row strides of the fused (rows, 2*inter) layout cost nothing. fp32 math with the full-precision
- * expf.
+ * row strides of the fused (rows, 2*inter) layout cost nothing. fp32 math, bit for bit the CPU
+ * twin's (activation_math.h: an exp of IEEE operations instead of expf, no FMA contraction).
  */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -14,14 +14,13 @@
 #include <string>
 
 #include "activation.h"
+#include "activation_math.h"
 #include "elementwise_common.cuh"
 
 namespace aerie {
 namespace {
 
 constexpr int kThreads = 256;
-
-__device__ __forceinline__ float Sigmoid(float g) { return 1.0f / (1.0f + expf(-g)); }
 
 template <typename T, int N>
 __global__ void SwigluKernel(const T* __restrict__ gate, const T* __restrict__ up, int64_t in_stride, T* __restrict__ out,
@@ -35,7 +34,7 @@ __global__ void SwigluKernel(const T* __restrict__ gate, const T* __restrict__ u
     ew::LoadF<T, N>(gate + r * in_stride + c, g);
     ew::LoadF<T, N>(up + r * in_stride + c, u);
 #pragma unroll
-    for (int k = 0; k < N; ++k) o[k] = g[k] / (1.0f + expf(-g[k])) * u[k];
+    for (int k = 0; k < N; ++k) o[k] = act::Swiglu(g[k], u[k]);
     ew::StoreF<T, N>(out + r * inter + c, o);
   }
 }
@@ -53,11 +52,7 @@ __global__ void SwigluBackwardKernel(const T* __restrict__ dout, const T* __rest
     ew::LoadF<T, N>(up + r * in_stride + c, u);
     ew::LoadF<T, N>(dout + r * inter + c, d);
 #pragma unroll
-    for (int k = 0; k < N; ++k) {
-      const float s = Sigmoid(g[k]);
-      dg[k] = d[k] * u[k] * (s * (1.0f + g[k] * (1.0f - s)));
-      du[k] = d[k] * (g[k] * s);
-    }
+    for (int k = 0; k < N; ++k) act::SwigluGrad(d[k], g[k], u[k], &dg[k], &du[k]);
     ew::StoreF<T, N>(dgate + r * grad_stride + c, dg);
     ew::StoreF<T, N>(dup + r * grad_stride + c, du);
   }

@@ -1,0 +1,120 @@
+// Arithmetic shared by the CPU twin and the CUDA kernels of the activation family (see
+// activation.h), written so that both produce the same bits. No library exp: CUDA's expf is within 2
+// ulps and glibc's within 1, and their last bits differ. Such fp32 differences flipped bfloat16 and
+// float16 gradients by one step on the first GPU run, and through silu'(g) = s*(1 + g*(1-s)), which
+// cancels near its root g = -1.2785, they can move a float16 dgate by two.
+//
+// Every floating-point step is one IEEE operation rounded to nearest: a product, a quotient, a sum
+// of two values that are not products, or an explicit fused multiply-add (__fmaf_rn on the device,
+// std::fma on the host). Nothing is left for a compiler to contract: nvcc fuses a*b + c into an FMA by
+// default (--fmad=true), and g++ does too wherever the target has FMA (aarch64, or the x86-64 FMA
+// clone in activation_cpu.cc). The device uses the _rn intrinsics, which nvcc never fuses; on the
+// host the one product that feeds an addition is 1 + q*2^-32 in Sigmoid (the exp's last step), and
+// q*2^-32 is exact (a scale by a power of two) unless it is subnormal, where 1 + it is 1 fused or not.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#include "dtype.h"
+
+#if !defined(__CUDA_ARCH__)
+#include <cmath>
+#endif
+
+namespace aerie {
+namespace act {
+
+AERIE_HD float MulF(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+AERIE_HD float AddF(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+AERIE_HD float DivF(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+AERIE_HD float FmaF(float a, float b, float c) {
+#if defined(__CUDA_ARCH__)
+  return __fmaf_rn(a, b, c);
+#else
+  return std::fma(a, b, c);
+#endif
+}
+AERIE_HD float RintF(float a) {  // to nearest, ties to even
+#if defined(__CUDA_ARCH__)
+  return rintf(a);
+#else
+  return std::rint(a);
+#endif
+}
+
+// exp(x) for x <= 0 within 1 ulp (checked over every float), identical on host and device:
+// x = n ln2 + r with |r| <= ln2/2 (Cody-Waite; the high part of ln2 has 16 bits, so n * hi is
+// exact), a degree-7 Taylor polynomial (truncation below 2^-27 on that interval), then the scale by
+// 2^n in two steps: 2^(n+32), exact, then 2^-32, which rounds once where the result is subnormal.
+// 0 at -104 and below (exp(x) < 2^-150 rounds to 0) and for NaN; 1 for x >= 0.
+AERIE_HD float ExpNonPositive(float x) {
+  if (!(x > -104.0f)) return 0.0f;
+  if (x >= 0.0f) return 1.0f;
+  const float n = RintF(MulF(x, 1.44269502f));  // n in [-150, 0]
+  float r = FmaF(n, -0.693145751953125f, x);    // ln2, high part (exact product)
+  r = FmaF(n, -1.42860677e-06f, r);             // ln2, low part
+  float p = 1.98412698e-04f;
+  p = FmaF(p, r, 1.38888889e-03f);
+  p = FmaF(p, r, 8.33333333e-03f);
+  p = FmaF(p, r, 4.16666667e-02f);
+  p = FmaF(p, r, 1.66666667e-01f);
+  p = FmaF(p, r, 0.5f);
+  p = FmaF(p, r, 1.0f);
+  p = FmaF(p, r, 1.0f);
+  const uint32_t scale_bits = static_cast<uint32_t>(static_cast<int>(n) + 32 + 127) << 23;  // 2^(n+32), normal
+  float scale;
+  memcpy(&scale, &scale_bits, 4);
+  return MulF(MulF(p, scale), 2.3283064365386963e-10f);  // * 2^-32
+}
+
+// s = sigmoid(g) and 1 - s, neither by cancellation: with e = exp(-|g|) in (0, 1], the larger of the
+// two is 1/(1+e) and the smaller e/(1+e), computed as e times the larger. NaN gives s = 0, so
+// silu(NaN) = NaN * 0 = NaN.
+AERIE_HD void Sigmoid(float g, float* s, float* one_minus_s) {
+  const float e = ExpNonPositive(g < 0.0f ? g : -g);
+  const float big = DivF(1.0f, AddF(1.0f, e));
+  const float small = MulF(e, big);
+  if (g >= 0.0f) {
+    *s = big;
+    *one_minus_s = small;
+  } else {
+    *s = small;
+    *one_minus_s = big;
+  }
+}
+
+// silu(g) * u = (g * s) * u.
+AERIE_HD float Swiglu(float g, float u) {
+  float s, oms;
+  Sigmoid(g, &s, &oms);
+  return MulF(MulF(g, s), u);
+}
+
+// dgate = (d * u) * (s * (1 + g*(1-s))), dup = d * (g * s).
+AERIE_HD void SwigluGrad(float d, float g, float u, float* dgate, float* dup) {
+  float s, oms;
+  Sigmoid(g, &s, &oms);
+  *dgate = MulF(MulF(d, u), MulF(s, FmaF(g, oms, 1.0f)));
+  *dup = MulF(d, MulF(g, s));
+}
+
+}  // namespace act
+}  // namespace aerie
