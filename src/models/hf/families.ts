@@ -5,7 +5,7 @@
  * shapes) its checkpoints hold. Llama and Qwen3 are registered here; Qwen3-MoE, GPT-OSS, Mistral 3
  * and Qwen3-VL register the same way (see docs FAMILIES.md for their differences).
  */
-import type { LayerType, ModelConfig } from './config.js';
+import type { LayerType, ModelConfig } from './model_config.js';
 
 export interface FamilyDefaults {
   /** Class default of head_dim; undefined means hidden_size / num_attention_heads. */

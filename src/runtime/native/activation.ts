@@ -1,5 +1,5 @@
 /** Native surface of the activation kernel family (native/kernels/bind_activation.cc). */
-import type { NativeStorage } from '../binding.js';
+import type { NativeStorage } from './storage.js';
 
 export interface ActivationNative {
   /**

@@ -1,5 +1,5 @@
 /** Native surface of the attention kernel family (native/kernels/bind_attention.cc; semantics in attention.h). */
-import type { NativeStorage } from '../binding.js';
+import type { NativeStorage } from './storage.js';
 
 export interface AttentionNative {
   /**

@@ -5,7 +5,7 @@
  * (no host synchronisation); its results are ordered on that stream like any kernel's.
  * Counts are elements; `dtype` is the DTYPE_CODE of the tensors.
  */
-import type { NativeStorage } from '../binding.js';
+import type { NativeStorage } from './storage.js';
 
 /** An NCCL communicator owned by the addon. Not freed by the garbage collector: call ncclDestroy/ncclAbort. */
 export type NcclCommHandle = { readonly __ncclComm: unique symbol };

@@ -2,7 +2,7 @@
  * Native surface of the elementwise kernel family (native/kernels/bind_elementwise.cc). Storages are
  * flat and contiguous; `n` counts elements; dtype arguments are DTYPE_CODE numbers.
  */
-import type { NativeStorage } from '../binding.js';
+import type { NativeStorage } from './storage.js';
 
 export interface ElementwiseNative {
   /** y (n) = x (n) converted: float <-> float, int32 <-> int64, int/uint8/bool -> float. */

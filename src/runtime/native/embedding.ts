@@ -1,5 +1,5 @@
 /** Native surface of the embedding kernel family (native/kernels/bind_embedding.cc). */
-import type { NativeStorage } from '../binding.js';
+import type { NativeStorage } from './storage.js';
 
 export interface EmbeddingNative {
   /**

@@ -1,5 +1,5 @@
 /** Native surface of the loss kernel family (native/kernels/bind_loss.cc; semantics in native/kernels/loss.h). */
-import type { NativeStorage } from '../binding.js';
+import type { NativeStorage } from './storage.js';
 
 export interface LossNative {
   /** y (rows, cols) = softmax(x) or log_softmax(x) (log) along rows; x (rows, cols). Dtype codes: floating. */

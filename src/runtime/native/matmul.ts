@@ -1,5 +1,5 @@
 /** Native surface of the matmul kernel family (native/kernels/bind_matmul.cc, kernels/matmul.h). */
-import type { NativeStorage } from '../binding.js';
+import type { NativeStorage } from './storage.js';
 
 export interface MatmulNative {
   /**

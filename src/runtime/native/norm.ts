@@ -3,7 +3,7 @@
  * (rows, cols) of xDType (float32, or bfloat16); w is (cols) of wDType (xDType or float32); rstd and
  * dw are float32.
  */
-import type { NativeStorage } from '../binding.js';
+import type { NativeStorage } from './storage.js';
 
 export interface NormNative {
   /**

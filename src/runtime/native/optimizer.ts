@@ -1,5 +1,5 @@
 /** Native surface of the optimizer kernel family (native/kernels/bind_optimizer.cc; semantics in native/kernels/optimizer.h). */
-import type { NativeStorage } from '../binding.js';
+import type { NativeStorage } from './storage.js';
 
 export interface OptimizerNative {
   /**

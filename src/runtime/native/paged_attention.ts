@@ -1,5 +1,5 @@
 /** Native surface of the paged_attention kernel family (native/kernels/bind_paged_attention.cc). */
-import type { NativeStorage } from '../binding.js';
+import type { NativeStorage } from './storage.js';
 
 export interface PagedAttentionNative {
   /**

@@ -1,5 +1,5 @@
 /** Native surface of the rotary kernel family (native/kernels/bind_rotary.cc). */
-import type { NativeStorage } from '../binding.js';
+import type { NativeStorage } from './storage.js';
 
 export interface RotaryNative {
   /**

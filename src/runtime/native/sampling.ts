@@ -4,7 +4,7 @@
  * (rows, int32), topP (rows, float32), seeds (rows, int64 holding uint64 bits) and steps (rows,
  * int64). See native/kernels/sampling.h for the exact algorithm.
  */
-import type { NativeStorage } from '../binding.js';
+import type { NativeStorage } from './storage.js';
 
 export interface SamplingNative {
   /** out (rows, int32) = argmax of each row, ties to the lowest index, NaN below -inf. */
