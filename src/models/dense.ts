@@ -11,14 +11,18 @@
  *                 cache[slot] = k, v                 (when a slot mapping is given)
  *                 a = attention(q, k, v)            prefill: flash over the packed batch;
  *                                                   paged: over the cache
- *                 x = x + a Wo^T;  y = rmsnorm(x)   (one fused addRmsnorm)
+ *                 x = x + a Wo^T;  y = rmsnorm(x)
  *                 x = x + down(silu(gate(y)) * up(y))   tap l + 1 = x
- *   logits[rows] = norm(x)[rows] lm_head^T        (rows gathered before the head)
+ *   logits[rows] = norm(x[rows]) lm_head^T        (rows gathered before the norm and the head)
  *
- * The residual add and the next norm are fused (addRmsnorm), so "x" (the residual stream, what the
- * taps see) and "y" (its norm) come out of one kernel. Each layer runs inside its own tidy: a layer's
- * temporaries are freed before the next starts, and nothing in the layer loop reads back to the
- * host, so a decode step can be captured as a CUDA graph.
+ * q, k, v come from one GEMM against the stacked [Wq; Wk; Wv]: a single token takes views of its
+ * output row; several tokens (without a q/k norm) get contiguous q, k, v with the rotary applied by
+ * one qkvRotary pass. Steps of few tokens fuse each residual add with the next norm (addRmsnorm);
+ * prefill-sized steps accumulate the residual in the o / down GEMM's epilogue (beta = 1 into the
+ * residual stream, in place unless that state is a tap) and run only the norm. Either way "x" (the
+ * residual stream, what the taps see) and "y" (its norm) are what the layer hands on. Each layer
+ * runs inside its own tidy: a layer's temporaries are freed before the next starts, and nothing in
+ * the layer loop reads back to the host, so a decode step can be captured as a CUDA graph.
  */
 import { type CausalLM, type ForwardInputs, type ForwardOutput, registerCausalLM } from './causal_lm.js';
 import type { ModelConfig } from './hf/config.js';
@@ -34,10 +38,11 @@ import {
 } from './weights.js';
 import { attention } from '../runtime/ops/attention.js';
 import { embedding } from '../runtime/ops/embedding.js';
-import { linear } from '../runtime/ops/matmul.js';
+import { linear, matmul } from '../runtime/ops/matmul.js';
 import { addRmsnorm, rmsnorm } from '../runtime/ops/norm.js';
 import { pagedAttention, cacheWrite } from '../runtime/ops/paged_attention.js';
 import { rotary } from '../runtime/ops/rotary.js';
+import { qkvRotary } from '../runtime/ops/qkv_rotary.js';
 import { type RopeConfig as RuntimeRope, ropeInvFreq } from '../runtime/ops/rope_params.js';
 import { swigluFused } from '../runtime/ops/activation.js';
 import { DTYPE_BYTES, type DType } from '../runtime/dtype.js';
@@ -68,6 +73,9 @@ export function runtimeRope(cfg: ModelConfig): RuntimeRope {
     },
   };
 }
+
+/** Steps of at least this many tokens fold the residual adds into the o and down GEMMs. */
+const GEMM_RESIDUAL_MIN_TOKENS = 128;
 
 /** A view of `count` elements of t starting at element `offset`, with `shape`. */
 function view(t: Tensor, offset: number, shape: Shape): Tensor {
@@ -138,28 +146,51 @@ export class DenseCausalLM implements CausalLM {
       const tapped = new Map<number, Tensor>();
       let x = embedding(w.embed, inputs.ids);
       if (taps.includes(0)) tapped.set(0, x);
-      let y = rmsnorm(x, w.layers[0].inputNorm, this.config.rmsNormEps).y;
+      const rows = inputs.logitRows;
+      let y: Tensor | null = rmsnorm(x, w.layers[0].inputNorm, this.config.rmsNormEps).y;
       for (let l = 0; l < this.numLayers; l++) {
-        const nextNorm = l + 1 < this.numLayers ? w.layers[l + 1].inputNorm : w.norm;
-        const out = tidy(() => this.layer(l, w.layers[l], x, y, nextNorm, inputs));
-        if (tapped.get(l) !== x) x.dispose(); // a tapped state is returned
-        y.dispose();
+        const last = l + 1 === this.numLayers;
+        const nextNorm = last ? w.norm : w.layers[l + 1].inputNorm;
+        // The final norm is needed over every row only for 'all' logits; picked rows are normed
+        // after the gather (rmsnorm is per row, so the values are the same).
+        const needY = !last || rows === 'all';
+        // x may be overwritten (the attention residual accumulated into it) unless it is a tap.
+        const xWritable = !taps.includes(l);
+        const xIn = x;
+        const yIn: Tensor = y!;
+        const out = tidy(() => this.layer(l, w.layers[l], xIn, yIn, nextNorm, inputs, xWritable, needY));
+        if (out.x !== xIn && tapped.get(l) !== xIn) xIn.dispose(); // a tapped state is returned
+        yIn.dispose();
         x = out.x;
         y = out.y;
         if (taps.includes(l + 1)) tapped.set(l + 1, x);
       }
       let logits: Tensor | null = null;
-      const rows = inputs.logitRows;
       if (rows !== undefined) {
-        const picked = rows === 'all' ? y : embedding(y, rows);
+        const picked = rows === 'all' ? y! : rmsnorm(embedding(x, rows), w.norm, this.config.rmsNormEps).y;
         logits = linear(picked, w.lmHead, undefined, { outDType: 'float32', out: inputs.logitsOut });
       }
       return { logits, taps: tapped };
     });
   }
 
-  /** One decoder layer: returns the new residual stream x and its norm y (by nextNorm). */
-  private layer(l: number, w: LayerWeights, x: Tensor, y: Tensor, nextNorm: Tensor, inputs: ForwardInputs): { x: Tensor; y: Tensor } {
+  /**
+   * One decoder layer: returns the new residual stream x and its norm y (by nextNorm; null unless
+   * needY). With many tokens the residual adds are accumulated by the o and down GEMMs themselves
+   * (beta = 1 into the residual stream) and only the norm runs after them; the attention residual
+   * goes into x itself when xWritable (the returned x is then the same tensor), else into a copy
+   * made by addRmsnorm.
+   */
+  private layer(
+    l: number,
+    w: LayerWeights,
+    x: Tensor,
+    y: Tensor,
+    nextNorm: Tensor,
+    inputs: ForwardInputs,
+    xWritable: boolean,
+    needY: boolean,
+  ): { x: Tensor; y: Tensor | null } {
     const cfg = this.config;
     const eps = cfg.rmsNormEps;
     const T = x.shape[0];
@@ -177,18 +208,26 @@ export class DenseCausalLM implements CausalLM {
       q = view(qkv, 0, [1, nH, hd]);
       k = view(qkv, nH * hd, [1, nKV, hd]);
       v = view(qkv, (nH + nKV) * hd, [1, nKV, hd]);
+    } else if (!a.qNorm) {
+      // Many tokens: one GEMM against the stacked weight, then one pass splits its rows into
+      // contiguous q, k, v with q and k rotated (bit for bit rotary's).
+      const qkv = linear(y, a.qkv, a.qkvBias ?? undefined);
+      ({ q, k, v } = qkvRotary(qkv, inputs.positions, this.invFreq, { heads: nH, kvHeads: nKV, headDim: hd, attentionScaling: this.ropeScaling }));
+      qkv.dispose();
     } else {
       q = linear(y, a.q, a.qBias ?? undefined).reshape([T, nH, hd]);
       k = linear(y, a.k, a.kBias ?? undefined).reshape([T, nKV, hd]);
       v = linear(y, a.v, a.vBias ?? undefined).reshape([T, nKV, hd]);
     }
-    if (a.qNorm && a.kNorm) {
-      q = rmsnorm(q, a.qNorm, eps).y;
-      k = rmsnorm(k, a.kNorm, eps).y;
+    if (T === 1 || a.qNorm) {
+      if (a.qNorm && a.kNorm) {
+        q = rmsnorm(q, a.qNorm, eps).y;
+        k = rmsnorm(k, a.kNorm, eps).y;
+      }
+      // The views of the stacked output may be rotated in place too: q, k and v do not overlap.
+      rotary(q, inputs.positions, this.invFreq, { attentionScaling: this.ropeScaling, inPlace: true });
+      rotary(k, inputs.positions, this.invFreq, { attentionScaling: this.ropeScaling, inPlace: true });
     }
-    // The views of the stacked output may be rotated in place too: q, k and v do not overlap.
-    rotary(q, inputs.positions, this.invFreq, { attentionScaling: this.ropeScaling, inPlace: true });
-    rotary(k, inputs.positions, this.invFreq, { attentionScaling: this.ropeScaling, inPlace: true });
 
     const sliding = cfg.layerTypes[l] === 'sliding_attention' && cfg.slidingWindow !== null;
     const window = sliding ? cfg.slidingWindow! : undefined;
@@ -204,12 +243,32 @@ export class DenseCausalLM implements CausalLM {
       const qb = att.queries === 1 ? q.reshape([B, nH, hd]) : q.reshape([B, att.queries, nH, hd]);
       o = pagedAttention(qb, inputs.kv!.cache.k[l], inputs.kv!.cache.v[l], att.blockTable, att.seqLens, { window: window ?? 0 });
     }
-    const attnOut = linear(o.reshape([T, nH * hd]), a.o, a.oBias ?? undefined);
-    const post = addRmsnorm(attnOut, x, w.postNorm, eps);
+    const o2 = o.reshape([T, nH * hd]);
+    // Residual adds in the GEMM epilogue (h = x + a W^T, one rounding) for prefill-sized steps; small
+    // steps (decode) keep the separate fused add + norm.
+    const gemmResidual = T >= GEMM_RESIDUAL_MIN_TOKENS;
+    let post: { h: Tensor; y: Tensor };
+    if (gemmResidual && xWritable) {
+      matmul(o2, a.o, { transB: true, bias: a.oBias ?? undefined, beta: 1, out: x });
+      o.dispose();
+      post = { h: x, y: rmsnorm(x, w.postNorm, eps).y };
+    } else {
+      const attnOut = linear(o2, a.o, a.oBias ?? undefined);
+      o.dispose();
+      post = addRmsnorm(attnOut, x, w.postNorm, eps);
+      attnOut.dispose();
+    }
     // The big [T, 2I] and [T, I] temporaries are freed as soon as they are used (long prefills).
     const gateUp = linear(post.y, w.gateUp, w.gateUpBias ?? undefined);
+    post.y.dispose();
     const act = swigluFused(gateUp);
     gateUp.dispose();
+    if (gemmResidual) {
+      // post.h is x itself (writable) or addRmsnorm's fresh h: accumulate the MLP output into it.
+      matmul(act, w.down, { transB: true, bias: w.downBias ?? undefined, beta: 1, out: post.h });
+      act.dispose();
+      return { x: post.h, y: needY ? rmsnorm(post.h, nextNorm, eps).y : null };
+    }
     const mlpOut = linear(act, w.down, w.downBias ?? undefined);
     act.dispose();
     const next = addRmsnorm(mlpOut, post.h, nextNorm, eps);

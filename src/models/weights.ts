@@ -5,9 +5,10 @@
  *   embed    [V, H]             model.embed_tokens.weight
  *   per layer:
  *     inputNorm, postNorm float32 [H]
- *     qkv      [q + 2 kv, H]    q_proj | k_proj | v_proj stacked by rows: one GEMM when a step has a
- *                               single token (its output row splits into contiguous q, k, v); q, k, v
- *                               below are row views of it for steps of many tokens
+ *     qkv      [q + 2 kv, H]    q_proj | k_proj | v_proj stacked by rows: one GEMM per step (a single
+ *                               token's output row splits into contiguous q, k, v; many tokens' rows
+ *                               are split, with the rotary, by qkvRotary); q, k, v below are row views
+ *                               of it (separate GEMMs where a q/k norm sits between GEMM and rotary)
  *     qkvBias  [q + 2 kv]       when attention_bias
  *     o        [H, q]  (+ oBias [H])
  *     qNorm, kNorm float32 [headDim]   Qwen3 q/k norm

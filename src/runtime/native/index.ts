@@ -8,6 +8,7 @@ import type { NormNative } from './norm.js';
 import type { ActivationNative } from './activation.js';
 import type { EmbeddingNative } from './embedding.js';
 import type { RotaryNative } from './rotary.js';
+import type { QkvRotaryNative } from './qkv_rotary.js';
 import type { AttentionNative } from './attention.js';
 import type { PagedAttentionNative } from './paged_attention.js';
 import type { LossNative } from './loss.js';
@@ -22,6 +23,7 @@ export interface KernelFamilies
     ActivationNative,
     EmbeddingNative,
     RotaryNative,
+    QkvRotaryNative,
     AttentionNative,
     PagedAttentionNative,
     LossNative,
