@@ -212,3 +212,147 @@ describe.skipIf(!hasGpu)('matmul on CUDA (cuBLASLt) vs the CPU twin', () => {
     graph.destroy();
   });
 });
+
+/**
+ * The few-rows GEMV (native/kernels/matmul.cu, MatmulGemvCuda): x @ W^T with M <= 8 rows, W stored
+ * [N, K], bf16/f16 operands, K % 8 == 0 and 16-byte aligned operands; everything else goes to
+ * cuBLASLt. Tolerances as above (check): the kernel accumulates in fp32 with FMAs, each lane over
+ * its K/256 chunks of 8 and then a 5-level shuffle tree -- another summation order than the CPU
+ * twin's, but the round-to-nearest bound (k - 1) * 2^-24 * sum|terms| holds for every order, and
+ * alpha, beta * C and the bias add at most 3 more roundings (inside the "+ 4"); one output rounding
+ * (OUT_REL). check() allows twice that accumulation bound, and the sum of both bounds vs the twin.
+ * An indexing bug (wrong row of W or x, a lost or doubled 16-byte chunk, the tail of K) gives errors
+ * of the order of sum|terms|, thousands of times the bound.
+ */
+describe.skipIf(!hasGpu)('few-rows GEMV (x @ W^T, M <= 8) on CUDA vs the CPU twin', () => {
+  // [M, N, K]: N = 1, 7, 128, 4096 + 3 (off the 8-warp block); K = 8 (only the tail loop), 4096
+  // (whole pipelined groups), 14336 + 8 and 2048 + 8 (groups plus a one-chunk tail) and 4096 + 264
+  // (a tail on several lanes).
+  const shapes: [number, number, number][] = [
+    [1, 1, 8],
+    [1, 4099, 4096],
+    [1, 128, 14344],
+    [1, 7, 4360],
+    [2, 7, 14344],
+    [2, 4099, 2056],
+    [3, 128, 4096],
+    [5, 4099, 8],
+    [5, 7, 4096],
+    [8, 1, 4096],
+    [8, 128, 14344],
+  ];
+  const pairs: [DType, DType][] = [
+    ['bfloat16', 'bfloat16'],
+    ['bfloat16', 'float32'],
+    ['float16', 'bfloat16'],
+    ['float16', 'float32'],
+    ['float16', 'float16'],
+  ];
+  for (const [abType, outType] of pairs) {
+    for (const [m, n, k] of shapes) {
+      it(`${abType}->${outType} m=${m} n=${n} k=${k}: plain, then bias + alpha + beta = 1`, () => {
+        const rng = new Rng(m * 131 + n * 17 + k + (abType === 'float16' ? 7 : 0) + (outType === 'float32' ? 3 : 0));
+        const x = input(rng, [m, k], abType);
+        const w = input(rng, [n, k], abType);
+        // Plain: y = x @ W^T.
+        let r = both(x, w, { transB: true, outDType: outType });
+        expect(r.gpu.dtype).toBe(outType);
+        check('plain', r.gpu, r.cpu, { a: x.v, b: w.v, m, n, k, transB: true }, OUT_REL[outType]);
+        // bias (bf16, or f32 for an f32 output), alpha 0.75, beta 1 into a previous output.
+        const biasType: DType = outType === 'float32' ? 'float32' : 'bfloat16';
+        const bias = Tensor.fromArray(rng.uniform(n), [n], { dtype: biasType });
+        const prev = Tensor.fromArray(rng.uniform(m * n, -4, 4), [m, n], { dtype: outType });
+        // (not through both(): the CPU call would overwrite `out` before the GPU copy is made)
+        const opts: MatmulOptions = { transB: true, bias, alpha: 0.75, beta: 1 };
+        r = {
+          cpu: matmul(x.cpu, w.cpu, { ...opts, out: prev.clone() }),
+          gpu: matmul(x.gpu, w.gpu, { ...opts, bias: bias.to(dev), out: prev.to(dev) }),
+        };
+        const g: RefGemm = { a: x.v, b: w.v, m, n, k, transB: true, alpha: 0.75, beta: 1, c: prev.toArray() as Float32Array, bias: bias.toArray() as Float32Array };
+        check('bias+beta', r.gpu, r.cpu, g, OUT_REL[outType]);
+      }, 60_000);
+    }
+  }
+
+  it('linear (the decode call): bf16 rows of a 3-D x, f16 bias into a bf16 output, beta = 0 ignores NaN in out', () => {
+    const [n, k] = [300, 1024];
+    const rng = new Rng(71);
+    const x = input(rng, [2, 3, k], 'bfloat16'); // 6 rows
+    const w = input(rng, [n, k], 'bfloat16');
+    const bias = input(rng, [n], 'float16');
+    const out = Tensor.fromArray(new Float32Array(6 * n).fill(NaN), [2, 3, n], { dtype: 'bfloat16', device: dev });
+    linear(x.gpu, w.gpu, bias.gpu, { out });
+    const cpu = linear(x.cpu, w.cpu, bias.cpu);
+    check('linear', out, cpu, { a: x.v, b: w.v, m: 6, n, k, transB: true, bias: bias.v }, OUT_REL.bfloat16);
+  });
+
+  it('a batch of x sharing W (folded into batch*M rows), and one of 9 rows (cuBLASLt)', () => {
+    const [n, k] = [100, 512];
+    const rng = new Rng(72);
+    const w = input(rng, [n, k], 'bfloat16');
+    for (const [batch, m] of [[3, 2], [4, 2], [3, 3], [9, 1]]) {
+      const x = input(rng, [batch, m, k], 'bfloat16');
+      const r = both(x, w, { transB: true });
+      expect(r.gpu.shape).toEqual([batch, m, n]);
+      check(`batch=${batch} m=${m}`, r.gpu, r.cpu, { a: x.v, b: w.v, m, n, k, batch, transB: true, strideB: 0 }, OUT_REL.bfloat16);
+    }
+  });
+
+  it('shapes outside the fast path still run (cuBLASLt): 9 rows, K % 8 != 0, misaligned x or W, f32 operands, W not transposed', () => {
+    const rng = new Rng(73);
+    const cases: { m: number; n: number; k: number; dtype: DType; misalignX?: boolean; misalignW?: boolean; transB?: boolean }[] = [
+      { m: 9, n: 130, k: 256, dtype: 'bfloat16' },
+      { m: 1, n: 130, k: 12, dtype: 'bfloat16' },
+      { m: 2, n: 130, k: 4, dtype: 'float16' },
+      { m: 1, n: 130, k: 256, dtype: 'bfloat16', misalignX: true },
+      { m: 3, n: 130, k: 256, dtype: 'bfloat16', misalignW: true },
+      { m: 1, n: 130, k: 256, dtype: 'float32' },
+      { m: 1, n: 130, k: 256, dtype: 'bfloat16', transB: false },
+    ];
+    for (const cs of cases) {
+      const { m, n, k, dtype } = cs;
+      const transB = cs.transB ?? true;
+      // A misaligned operand: a view starting one element (2 bytes) into a flat buffer.
+      const make = (rows: number, cols: number, misaligned: boolean) => {
+        const flat = Tensor.fromArray(rng.uniform(rows * cols + 1), [rows * cols + 1], { dtype });
+        const cpu = (misaligned ? flat.rows(1, rows * cols + 1) : flat.rows(0, rows * cols)).reshape([rows, cols]);
+        const gflat = flat.to(dev);
+        const gpu = (misaligned ? gflat.rows(1, rows * cols + 1) : gflat.rows(0, rows * cols)).reshape([rows, cols]);
+        return { cpu, gpu, v: cpu.toArray() as Float32Array };
+      };
+      const x = make(m, k, cs.misalignX ?? false);
+      const w = transB ? make(n, k, cs.misalignW ?? false) : make(k, n, false);
+      const r = both(x, w, { transB });
+      check(`${JSON.stringify(cs)}`, r.gpu, r.cpu, { a: x.v, b: w.v, m, n, k, transB }, OUT_REL[dtype]);
+    }
+  });
+
+  it('captured in a CUDA graph (a decode step: lm_head-like, f32 logits) and replayed on new inputs', () => {
+    const [n, k] = [1000, 4096];
+    const rng = new Rng(74);
+    const x = input(rng, [1, k], 'bfloat16');
+    const w = input(rng, [n, k], 'bfloat16');
+    const y = Tensor.empty([1, n], 'float32', dev);
+    linear(x.gpu, w.gpu, undefined, { outDType: 'float32', out: y });
+    const graph = CudaGraph.capture(dev, () => {
+      linear(x.gpu, w.gpu, undefined, { outDType: 'float32', out: y });
+    });
+    for (let rep = 0; rep < 2; rep++) {
+      const x2 = input(rng, [1, k], 'bfloat16');
+      x.gpu.copy_(x2.gpu);
+      graph.replay();
+      synchronize(dev);
+      const cpu = linear(x2.cpu, w.cpu, undefined, { outDType: 'float32' });
+      check(`graph replay ${rep}`, y, cpu, { a: x2.v, b: w.v, m: 1, n, k, transB: true }, OUT_REL.float32);
+    }
+    graph.destroy();
+  });
+
+  it('is deterministic: repeated calls give identical bits', () => {
+    const rng = new Rng(75);
+    const x = input(rng, [3, 4096], 'bfloat16');
+    const w = input(rng, [4099, 4096], 'bfloat16');
+    const first = linear(x.gpu, w.gpu).toArray();
+    for (let i = 0; i < 3; i++) expect(linear(x.gpu, w.gpu).toArray()).toEqual(first);
+  });
+});

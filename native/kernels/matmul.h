@@ -33,6 +33,15 @@ void MatmulCpu(const MatmulArgs& args);
 // CUBLAS_COMPUTE_32F, so f32 inputs are multiplied in fp32 (no TF32).
 void MatmulCuda(const MatmulArgs& args, int device, cudaStream_t stream);
 
+// Part of MatmulCuda (matmul.cu): the few-rows GEMV of decode, C = alpha * A @ B^T + beta * C + bias
+// for A [m, K] (or a dense batch sharing B, as batch*m rows) with m <= kGemvMaxRows, B stored [N, K]
+// (trans_b, no trans_a), bf16 or f16 operands, K % 8 == 0, A and B 16-byte aligned; any floating C
+// and bias dtype. Enqueues one kernel on `stream` and returns true, or returns false without doing
+// anything when the problem is outside that set (then cuBLASLt runs it). Set AERIE_NO_GEMV=1 to
+// always return false. No allocation, no host sync: capturable in a CUDA graph.
+constexpr int64_t kGemvMaxRows = 8;
+bool MatmulGemvCuda(const MatmulArgs& args, cudaStream_t stream);
+
 // Part of MatmulCuda (matmul.cu), for what cuBLASLt does not do itself:
 // c[b] = (tmp ? tmp[b] : 0) + beta * c[b] + bias for every batch entry b; beta == 0 never reads c.
 void MatmulEpilogueCuda(const float* tmp,  // (batch, m, n) dense, or nullptr

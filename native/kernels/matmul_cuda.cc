@@ -14,6 +14,9 @@
 // Batch entries use strided-batch layouts (stride 0 broadcasts); a B shared by a dense batch of A
 // is folded into one GEMM of batch*M rows.
 //
+// Few-rows products in the nn.Linear layout (decode's x @ W^T, M <= 8, bf16/f16) skip cuBLASLt,
+// whose tiles would be mostly empty rows there, for the GEMV kernel in matmul.cu (MatmulGemvCuda).
+//
 // Per call: one cached plan lookup and one cublasLtMatmul. Plans (descriptors, layouts and the
 // algorithm from cublasLtMatmulAlgoGetHeuristic) are cached per problem key -- shape, strides,
 // transposes, dtypes, epilogue and pointer alignments -- so repeated shapes search once. Each
@@ -236,6 +239,9 @@ void MatmulCuda(const MatmulArgs& p, int device, cudaStream_t stream) {
   if (p.m > kIntMax || p.n > kIntMax || p.k > kIntMax || p.batch > kIntMax)
     throw std::invalid_argument("cuBLASLt takes dimensions below 2^31; got m=" + std::to_string(p.m) +
                                 " n=" + std::to_string(p.n) + " k=" + std::to_string(p.k) + " batch=" + std::to_string(p.batch));
+
+  // The few-rows GEMV of decode (x @ W^T, M <= 8): a custom memory-bound kernel (matmul.cu).
+  if (MatmulGemvCuda(p, stream)) return;
 
   // Routes, tried in order until cuBLASLt offers an algorithm:
   //   fused:   cuBLASLt writes C, bias in its BIAS epilogue (bias of C's dtype, 16-byte aligned);

@@ -1,7 +1,8 @@
 /**
  * Matrix products over Tensors: `matmul` (2-D or batched 3-D, optional transposes, bias, alpha/beta,
  * output dtype and in-place output) and `linear` (x @ weight^T + bias, the nn.Linear layout). All
- * accumulate in fp32; CUDA tensors go through cuBLASLt.
+ * accumulate in fp32; CUDA tensors go through cuBLASLt, except few-row (M <= 8) bf16/f16 x @ W^T
+ * products -- decode's linear layers -- which run a memory-bound GEMV kernel (native matmul.cu).
  */
 import { native } from '../binding.js';
 import { fail, floating, sameDevice } from '../check.js';
