@@ -155,6 +155,42 @@ describe.skipIf(!hasGpu)('rmsnorm on CUDA vs the CPU twin', () => {
     }
   });
 
+  // Hidden-size rows stream through the backward's shared-memory ring several rows per block: with
+  // thousands of rows every block wraps around the ring (a stage is refilled after its row was read).
+  it('many rows per block: plain and fused backward, deterministic', () => {
+    for (const [xd, wd] of [['bfloat16', 'bfloat16'], ['bfloat16', 'float32'], ['float32', 'float32']] as const) {
+      for (const [rows, cols] of [[3000, 4096], [2000, 4104]]) {
+        const n = rows * cols;
+        const h = Tensor.fromArray(rng.normal(n, 2), [rows, cols], { dtype: xd });
+        const w = Tensor.fromArray(rng.uniform(cols, 0.5, 1.5), [cols], { dtype: wd });
+        const dy = Tensor.fromArray(rng.normal(n), [rows, cols], { dtype: xd });
+        const dhIn = Tensor.fromArray(rng.normal(n), [rows, cols], { dtype: xd });
+        const [gh, gw, gdy, gdh] = [h.to('cuda:0'), w.to('cuda:0'), dy.to('cuda:0'), dhIn.to('cuda:0')];
+        const ref = rmsnorm(h, w);
+        const grstd = ref.rstd.to('cuda:0');
+        const tag = `${xd}/${wd} rows=${rows} cols=${cols}`;
+        const gref = rmsnormBackward(dy, h, w, ref.rstd);
+        const g = rmsnormBackward(gdy, gh, gw, grstd);
+        const fref = addRmsnormBackward(dy, dhIn, h, w, ref.rstd);
+        const fg = addRmsnormBackward(gdy, gdh, gh, gw, grstd);
+        if (xd === 'float32') {
+          expect(dxError(f32(g.dx), f32(gref.dx), f32(dy), f32(w), f32(ref.rstd), rows, cols), tag).toBeLessThan(1e-5);
+          expect(within(f32(fg.dx), f32(fref.dx), 1e-5, 1e-4), tag).toBe(true);
+        } else {
+          expect(within(f32(g.dx), f32(gref.dx), 2 ** -7, 1e-4), tag).toBe(true);
+          expect(within(f32(fg.dx), f32(fref.dx), 2 ** -7, 1e-4), tag).toBe(true);
+        }
+        expect(relError(f32(g.dw), f32(gref.dw)), tag).toBeLessThan(1e-5);
+        expect(relError(f32(fg.dw), f32(fref.dw)), tag).toBeLessThan(1e-5);
+        const again = addRmsnormBackward(gdy, gdh, gh, gw, grstd);
+        expect(firstDifference(f32(again.dw), f32(fg.dw)), tag).toBeNull();
+        expect(firstDifference(f32(again.dx), f32(fg.dx)), tag).toBeNull();
+        for (const t of [h, w, dy, dhIn, gh, gw, gdy, gdh, ref.y, ref.rstd, grstd, gref.dx, gref.dw, g.dx, g.dw, fref.dx, fref.dw, fg.dx, fg.dw, again.dx, again.dw])
+          t.dispose();
+      }
+    }
+  });
+
   it('zero rows gives an all-zero dw', () => {
     const x = Tensor.empty([0, 64], 'bfloat16', 'cuda:0');
     const w = Tensor.fromArray(new Float32Array(64).fill(1), [64], { device: 'cuda:0' });

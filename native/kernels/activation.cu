@@ -2,8 +2,10 @@
  * SwiGLU on CUDA (see activation.h), forward and backward. Memory-bound: each thread walks packs of
  * N elements of a row (16 bytes when inter, the strides and every pointer allow it, else single
  * elements) in a grid-stride loop over rows * inter / N packs; a pack never crosses a row, so the
- * row strides of the fused (rows, 2*inter) layout cost nothing. fp32 math, bit for bit the CPU
- * twin's (activation_math.h: an exp of IEEE operations instead of expf, no FMA contraction).
+ * row strides of the fused (rows, 2*inter) layout cost nothing. The forward prefetches its next
+ * batch of packs while computing (its software exp takes about as much issue time as the memory
+ * traffic takes bandwidth). fp32 math, bit for bit the CPU twin's (activation_math.h: an exp of
+ * IEEE operations instead of expf, no FMA contraction).
  */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -22,20 +24,69 @@ namespace {
 
 constexpr int kThreads = 256;
 
+// Forward: each thread takes kFwdPacks packs at a time (a batch: packs p, p + stride, ..., stride =
+// the grid's threads), and loads the next batch before computing this one, so its loads are in flight
+// while the exp runs. A pack's row and column are tracked by adding the stride with a carry (no
+// division per pack). The grid is what the launch bounds keep resident at once, so every block does
+// the same work in a single wave.
+constexpr int kFwdPacks = 2;
+constexpr int kFwdBlocksPerSm = 3;  // guaranteed resident by the launch bounds (<= 80 registers)
+
 template <typename T, int N>
-__global__ void SwigluKernel(const T* __restrict__ gate, const T* __restrict__ up, int64_t in_stride, T* __restrict__ out,
-                             int64_t rows, int64_t inter) {
+struct SwigluBatch {
+  ew::Pack<T, N> g[kFwdPacks], u[kFwdPacks];
+  int64_t out_off[kFwdPacks];  // element offset of each pack in out; -1 past the end
+};
+
+// Loads the batch whose first pack is p (row r, pack column c; both advanced past the batch).
+template <typename T, int N>
+__device__ __forceinline__ void LoadSwigluBatch(const T* __restrict__ gate, const T* __restrict__ up, int64_t in_stride, int64_t inter,
+                                                int64_t per_row, int64_t total, int64_t p, int64_t stride, int64_t step_r, int64_t step_c,
+                                                int64_t& r, int64_t& c, SwigluBatch<T, N>& b) {
+#pragma unroll
+  for (int i = 0; i < kFwdPacks; ++i) {
+    if (p + i * stride < total) {
+      const int64_t in = r * in_stride + c * N;
+      b.g[i] = *reinterpret_cast<const ew::Pack<T, N>*>(gate + in);
+      b.u[i] = *reinterpret_cast<const ew::Pack<T, N>*>(up + in);
+      b.out_off[i] = r * inter + c * N;
+    } else {
+      b.out_off[i] = -1;
+    }
+    r += step_r;
+    c += step_c;
+    if (c >= per_row) {
+      c -= per_row;
+      ++r;
+    }
+  }
+}
+
+template <typename T, int N>
+__global__ void __launch_bounds__(kThreads, kFwdBlocksPerSm)
+    SwigluKernel(const T* __restrict__ gate, const T* __restrict__ up, int64_t in_stride, T* __restrict__ out, int64_t rows, int64_t inter) {
   const int64_t per_row = inter / N;
   const int64_t total = rows * per_row;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; p < total; p += stride) {
-    const int64_t r = p / per_row, c = (p - r * per_row) * N;
-    float g[N], u[N], o[N];
-    ew::LoadF<T, N>(gate + r * in_stride + c, g);
-    ew::LoadF<T, N>(up + r * in_stride + c, u);
+  const int64_t step_r = stride / per_row, step_c = stride - step_r * per_row;
+  int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  int64_t r = p / per_row, c = p - r * per_row;
+  SwigluBatch<T, N> cur;
+  if (p < total) LoadSwigluBatch<T, N>(gate, up, in_stride, inter, per_row, total, p, stride, step_r, step_c, r, c, cur);
+  for (; p < total; p += kFwdPacks * stride) {
+    SwigluBatch<T, N> next;
+    const int64_t pn = p + kFwdPacks * stride;
+    if (pn < total) LoadSwigluBatch<T, N>(gate, up, in_stride, inter, per_row, total, pn, stride, step_r, step_c, r, c, next);
 #pragma unroll
-    for (int k = 0; k < N; ++k) o[k] = act::Swiglu(g[k], u[k]);
-    ew::StoreF<T, N>(out + r * inter + c, o);
+    for (int i = 0; i < kFwdPacks; ++i) {
+      if (cur.out_off[i] >= 0) {
+        float o[N];
+#pragma unroll
+        for (int k = 0; k < N; ++k) o[k] = act::Swiglu(ew::ToF(cur.g[i].v[k]), ew::ToF(cur.u[i].v[k]));
+        ew::StoreF<T, N>(out + cur.out_off[i], o);
+      }
+    }
+    cur = next;
   }
 }
 
@@ -56,6 +107,12 @@ __global__ void SwigluBackwardKernel(const T* __restrict__ dout, const T* __rest
     ew::StoreF<T, N>(dgate + r * grad_stride + c, dg);
     ew::StoreF<T, N>(dup + r * grad_stride + c, du);
   }
+}
+
+template <typename T, int N>
+void LaunchSwiglu(const T* g, const T* u, int64_t in_stride, T* o, int64_t rows, int64_t inter, cudaStream_t stream) {
+  const unsigned grid = ew::GridFor(rows * (inter / N), static_cast<int64_t>(kThreads) * kFwdPacks, kFwdBlocksPerSm);
+  SwigluKernel<T, N><<<grid, kThreads, 0, stream>>>(g, u, in_stride, o, rows, inter);
 }
 
 bool PackFits(int N, std::initializer_list<int64_t> sizes, std::initializer_list<const void*> ptrs) {
@@ -82,11 +139,8 @@ void SwigluCuda(const void* gate, const void* up, int64_t in_stride, void* out, 
     const T* g = static_cast<const T*>(gate);
     const T* u = static_cast<const T*>(up);
     T* o = static_cast<T*>(out);
-    if (PackFits(V, {inter, in_stride}, {gate, up, out})) {
-      SwigluKernel<T, V><<<ew::GridFor(rows * (inter / V), kThreads), kThreads, 0, stream>>>(g, u, in_stride, o, rows, inter);
-    } else {
-      SwigluKernel<T, 1><<<ew::GridFor(rows * inter, kThreads), kThreads, 0, stream>>>(g, u, in_stride, o, rows, inter);
-    }
+    if (PackFits(V, {inter, in_stride}, {gate, up, out})) LaunchSwiglu<T, V>(g, u, in_stride, o, rows, inter, stream);
+    else LaunchSwiglu<T, 1>(g, u, in_stride, o, rows, inter, stream);
   });
 }
 

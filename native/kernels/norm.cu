@@ -12,7 +12,9 @@
  * is a column sum over all rows: each thread accumulates its own columns across the rows its group
  * visits (in registers), the groups of a block combine in a fixed order in shared memory, each block
  * writes one partial row, and a second kernel adds the partial rows in a fixed order. No atomics:
- * the same inputs give the same bits.
+ * the same inputs give the same bits. Hidden-size rows (a block per row, 16-byte packs) take the
+ * strip kernel: one resident wave of blocks, each over a contiguous strip of rows streamed through
+ * shared memory with cp.async a few rows ahead (see RmsNormBwdStripKernel).
  *
  * Packs are 16 bytes of x's type when every pointer is aligned and cols is a multiple of the pack;
  * otherwise the same kernels run with 1-element packs.
@@ -22,8 +24,10 @@
 
 #include <algorithm>
 #include <initializer_list>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "elementwise_common.cuh"
 #include "norm.h"
@@ -295,19 +299,166 @@ __global__ void __launch_bounds__(kBlockMaxThreads)
   }
 }
 
-// dw[c] = sum over b of partial[b, c], b in a fixed order: 8 strided slices, then the slices in order.
-__global__ void DwReduceKernel(const float* __restrict__ partial, int blocks, int64_t cols, float* __restrict__ dw) {
-  __shared__ float slice[8][33];
+// Strip version, for 16-byte packs and rows of at most kVecs packs per thread: block b takes the
+// contiguous rows [rows*b/grid, rows*(b+1)/grid) (the grid is what fits on the device at once, so
+// every block is resident and does the same work) and keeps w and its dw columns in registers.
+// Rows stream through a ring of kStages shared-memory stages with cp.async, kStages - 1 rows ahead of
+// the one being reduced, so a block keeps several rows of loads in flight without holding them in
+// registers. Every thread copies and reads back only its own packs (its columns of h, dy, dh_in), so
+// a stage needs no barrier: cp.async.wait_group makes a thread's own copies visible to it, and the
+// stage it refills was last read by that same thread an iteration earlier. One barrier per row, for
+// the row sum: the warp sums alternate between two buffers (a buffer is rewritten two rows later,
+// after a barrier that every reader of it has passed). rstd is prefetched one row ahead in a register.
+constexpr int kStripStages = 4;
+
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int kPending>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
+
+// Stage layout: kArrays planes (h, dy[, dh_in]) of nvec 16-byte packs, pack v of a plane at v.
+template <typename T, int N, int kVecs, int kArrays>
+__device__ __forceinline__ void IssueBwdRow(const T* __restrict__ dy, const T* __restrict__ dh_in, const T* __restrict__ h,
+                                            Pack<T, N>* stage, int64_t row, int64_t cols, int64_t nvec) {
+  const int64_t off = row * cols;
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j) {
+    const int64_t v = threadIdx.x + static_cast<int64_t>(j) * blockDim.x;
+    if (v < nvec) {
+      CpAsync16(stage + v, h + off + v * N);
+      CpAsync16(stage + nvec + v, dy + off + v * N);
+      if constexpr (kArrays == 3) CpAsync16(stage + 2 * nvec + v, dh_in + off + v * N);
+    }
+  }
+}
+
+template <typename T, typename TW, int N, int kVecs, bool kDh>
+__global__ void __launch_bounds__(kBlockMaxThreads)
+    RmsNormBwdStripKernel(const T* __restrict__ dy, const T* __restrict__ dh_in, const T* __restrict__ h, const TW* __restrict__ w,
+                          const float* __restrict__ rstd, T* __restrict__ dx, float* __restrict__ partial, int64_t rows, int64_t cols) {
+  static_assert(sizeof(Pack<T, N>) == 16, "the strip kernel moves 16-byte packs");
+  constexpr int kArrays = kDh ? 3 : 2;
+  extern __shared__ __align__(16) unsigned char strip_smem[];
+  Pack<T, N>* stages = reinterpret_cast<Pack<T, N>*>(strip_smem);
+  __shared__ float warp_sums[2][32];
+  const int64_t nvec = cols / N;
+  const int64_t stage_packs = kArrays * nvec;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const int64_t row_begin = rows * blockIdx.x / gridDim.x;
+  const int64_t row_end = rows * (blockIdx.x + 1) / gridDim.x;
+
+  // Prologue: rows row_begin .. row_begin + kStages - 2 into stages 0 .. kStages - 2, one commit
+  // group each (empty past the strip, so that group k is always row_begin + k's).
+#pragma unroll
+  for (int k = 0; k < kStripStages - 1; ++k) {
+    if (row_begin + k < row_end)
+      IssueBwdRow<T, N, kVecs, kArrays>(dy, dh_in, h, stages + k * stage_packs, row_begin + k, cols, nvec);
+    CpAsyncCommit();
+  }
+
+  float wv[kVecs][N], acc[kVecs][N];
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j) {
+    const int64_t v = threadIdx.x + static_cast<int64_t>(j) * blockDim.x;
+#pragma unroll
+    for (int k = 0; k < N; ++k) {
+      acc[j][k] = 0.f;
+      wv[j][k] = 0.f;
+    }
+    if (v < nvec) ew::LoadF<TW, N>(w + v * N, wv[j]);
+  }
+  float r_next = row_begin < row_end ? rstd[row_begin] : 0.f;
+
+  for (int64_t row = row_begin; row < row_end; ++row) {  // uniform over the block
+    const int64_t k = row - row_begin;
+    // Refill the stage that row - 1 used (this thread has read its packs of it) with row + kStages - 1.
+    if (row + kStripStages - 1 < row_end)
+      IssueBwdRow<T, N, kVecs, kArrays>(dy, dh_in, h, stages + ((k + kStripStages - 1) % kStripStages) * stage_packs,
+                                        row + kStripStages - 1, cols, nvec);
+    CpAsyncCommit();
+    const float r = r_next;
+    if (row + 1 < row_end) r_next = rstd[row + 1];
+    CpAsyncWait<kStripStages - 1>();  // groups 0 .. k are complete: this row's packs are in its stage
+    const Pack<T, N>* st = stages + (k % kStripStages) * stage_packs;
+
+    float s = 0.f;
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) {
+      const int64_t v = threadIdx.x + static_cast<int64_t>(j) * blockDim.x;
+      if (v < nvec) {
+        const Pack<T, N> ph = st[v], pd = st[nvec + v];
+#pragma unroll
+        for (int e = 0; e < N; ++e) s += ToF(pd.v[e]) * wv[j][e] * ToF(ph.v[e]);
+      }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    float* sums = warp_sums[row & 1];
+    if (lane == 0) sums[warp] = s;
+    __syncthreads();
+    s = 0.f;
+    for (int i = 0; i < warps; ++i) s += sums[i];
+
+    const float coef = r * r * r * s / static_cast<float>(cols);
+    T* dx_row = dx + row * cols;
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) {
+      const int64_t v = threadIdx.x + static_cast<int64_t>(j) * blockDim.x;
+      if (v < nvec) {
+        const Pack<T, N> ph = st[v], pd = st[nvec + v];
+        float o[N];
+#pragma unroll
+        for (int e = 0; e < N; ++e) {
+          const float dv = ToF(pd.v[e]), hv = ToF(ph.v[e]);
+          o[e] = r * dv * wv[j][e] - coef * hv;
+          acc[j][e] += dv * hv * r;
+        }
+        if constexpr (kDh) {
+          const Pack<T, N> pe = st[2 * nvec + v];
+#pragma unroll
+          for (int e = 0; e < N; ++e) o[e] += ToF(pe.v[e]);
+        }
+        ew::StoreF<T, N>(dx_row + v * N, o);
+      }
+    }
+  }
+
+  float* my_partial = partial + blockIdx.x * cols;
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j) {
+    const int64_t v = threadIdx.x + static_cast<int64_t>(j) * blockDim.x;
+    if (v < nvec) {
+      Pack<float, N> pk;
+#pragma unroll
+      for (int e = 0; e < N; ++e) pk.v[e] = acc[j][e];
+      *reinterpret_cast<Pack<float, N>*>(my_partial + v * N) = pk;
+    }
+  }
+}
+
+// dw[c] = sum over b of partial[b, c], b in a fixed order: kDwSlices strided slices, then the slices
+// in order. 32 columns per block; the slices keep enough loads in flight for a few hundred rows.
+constexpr int kDwSlices = 32;
+__global__ void __launch_bounds__(32 * kDwSlices) DwReduceKernel(const float* __restrict__ partial, int blocks, int64_t cols,
+                                                              float* __restrict__ dw) {
+  __shared__ float slice[kDwSlices][33];
   const int64_t c = blockIdx.x * 32 + static_cast<int64_t>(threadIdx.x);
   float s = 0.f;
-  if (c < cols)
-    for (int b = threadIdx.y; b < blocks; b += 8) s += partial[static_cast<int64_t>(b) * cols + c];
+  if (c < cols) {
+#pragma unroll 4
+    for (int b = threadIdx.y; b < blocks; b += kDwSlices) s += partial[static_cast<int64_t>(b) * cols + c];
+  }
   slice[threadIdx.y][threadIdx.x] = s;
   __syncthreads();
   if (threadIdx.y == 0 && c < cols) {
     float t = 0.f;
 #pragma unroll
-    for (int i = 0; i < 8; ++i) t += slice[i][threadIdx.x];
+    for (int i = 0; i < kDwSlices; ++i) t += slice[i][threadIdx.x];
     dw[c] = t;
   }
 }
@@ -397,14 +548,84 @@ void Forward(const FwdArgs& a, cudaStream_t stream) {
   }
 }
 
-template <typename T, typename TW, int N, int kSmall, int kLarge, int kBlockVecs>
+// Launches the strip kernel when it applies (16-byte packs, at most kVecs packs per thread of a block
+// of kBlockMaxThreads, the stages fit in shared memory); returns false otherwise.
+template <typename T, typename TW, int N, int kVecs, bool kDh>
+bool BackwardStrip(const BwdArgs& a, cudaStream_t stream) {
+  if constexpr (sizeof(Pack<T, N>) != 16) {
+    return false;
+  } else {
+    constexpr int kArrays = kDh ? 3 : 2;
+    const int64_t nvec = a.cols / N;
+    const int64_t t = (nvec + kVecs - 1) / kVecs;
+    if (t > kBlockMaxThreads) return false;
+    const int threads = static_cast<int>(std::max<int64_t>(64, (t + 31) / 32 * 32));
+    const size_t smem = static_cast<size_t>(kStripStages) * kArrays * static_cast<size_t>(nvec) * 16;
+    auto kernel = RmsNormBwdStripKernel<T, TW, N, kVecs, kDh>;
+
+    // Per device: the opt-in shared memory limit (set once on the kernel), and the resident blocks
+    // per SM for each (threads, smem) seen, which sizes the grid.
+    struct Occ {
+      int threads;
+      size_t smem;
+      int blocks;
+    };
+    struct DeviceState {
+      bool ready = false;
+      int smem_optin = 0;
+      std::vector<Occ> occ;
+    };
+    static std::mutex mu;
+    static DeviceState state[64];
+    int dev = 0;
+    CheckCuda(cudaGetDevice(&dev), "cudaGetDevice");
+    if (dev >= 64) return false;
+    int blocks_per_sm = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      DeviceState& ds = state[dev];
+      if (!ds.ready) {
+        CheckCuda(cudaDeviceGetAttribute(&ds.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "rmsnormBackward: smem limit");
+        CheckCuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, ds.smem_optin - 1024),
+                  "rmsnormBackward: smem attribute");
+        // All of the unified L1/shared memory as shared: the stages are the working set (the
+        // occupancy below, and so the grid, assumes the carveout that fits them).
+        CheckCuda(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared),
+                  "rmsnormBackward: carveout");
+        ds.ready = true;
+      }
+      if (smem + 1024 > static_cast<size_t>(ds.smem_optin)) return false;  // 1 KiB for the static buffers
+      for (const Occ& o : ds.occ)
+        if (o.threads == threads && o.smem == smem) blocks_per_sm = o.blocks;
+      if (blocks_per_sm == 0) {
+        CheckCuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel, threads, smem), "rmsnormBackward: occupancy");
+        if (blocks_per_sm < 1) return false;
+        ds.occ.push_back({threads, smem, blocks_per_sm});
+      }
+    }
+    const unsigned grid = ew::GridFor(a.rows, kBwdMinRows, blocks_per_sm);
+    ew::Scratch partial(sizeof(float) * grid * a.cols);
+    float* part = partial.as<float>();
+    kernel<<<grid, threads, smem, stream>>>(static_cast<const T*>(a.dy), static_cast<const T*>(a.dh_in), static_cast<const T*>(a.h),
+                                            static_cast<const TW*>(a.w), a.rstd, static_cast<T*>(a.dx), part, a.rows, a.cols);
+    const unsigned col_blocks = static_cast<unsigned>((a.cols + 31) / 32);
+    DwReduceKernel<<<col_blocks, dim3(32, kDwSlices), 0, stream>>>(part, static_cast<int>(grid), a.cols, a.dw);
+    return true;
+  }
+}
+
+template <typename T, typename TW, int N, int kSmall, int kLarge, int kBlockVecs, int kStripVecs>
 void Backward(const BwdArgs& a, cudaStream_t stream) {
   const T* dy = static_cast<const T*>(a.dy);
   const T* dh_in = static_cast<const T*>(a.dh_in);
   const T* h = static_cast<const T*>(a.h);
   const TW* w = static_cast<const TW*>(a.w);
   T* dx = static_cast<T*>(a.dx);
-  RowPlan p = PlanRows(a.rows, a.cols / N, kSmall, kLarge, kBlockVecs, kBwdMinRows);
+  const int64_t nvec = a.cols / N;
+  RowPlan p = PlanRows(a.rows, nvec, kSmall, kLarge, kBlockVecs, kBwdMinRows);
+  if (p.kind == RowPlan::kBlock) {
+    if (dh_in ? BackwardStrip<T, TW, N, kStripVecs, true>(a, stream) : BackwardStrip<T, TW, N, kStripVecs, false>(a, stream)) return;
+  }
   ew::Scratch partial(sizeof(float) * p.grid * a.cols);
   float* part = partial.as<float>();
   size_t smem = sizeof(float) * (p.threads / p.group) * a.cols;  // group kinds only
@@ -420,7 +641,7 @@ void Backward(const BwdArgs& a, cudaStream_t stream) {
       break;
   }
   const unsigned col_blocks = static_cast<unsigned>((a.cols + 31) / 32);
-  DwReduceKernel<<<col_blocks, dim3(32, 8), 0, stream>>>(part, static_cast<int>(p.grid), a.cols, a.dw);
+  DwReduceKernel<<<col_blocks, dim3(32, kDwSlices), 0, stream>>>(part, static_cast<int>(p.grid), a.cols, a.dw);
 }
 
 void CheckTypes(const char* op, DType x_type, DType w_type) {
@@ -452,8 +673,8 @@ void ForwardTyped(const FwdArgs& a, cudaStream_t stream) {
 template <typename T, typename TW>
 void BackwardTyped(const BwdArgs& a, cudaStream_t stream) {
   constexpr int V = ew::Vec16<T>();
-  if (UseVectors<T, TW>(a.cols, {a.dy, a.dh_in, a.h, a.dx}, a.w)) Backward<T, TW, V, 1, 16 / V, 16 / V>(a, stream);
-  else Backward<T, TW, 1, 8, 16, 16>(a, stream);
+  if (UseVectors<T, TW>(a.cols, {a.dy, a.dh_in, a.h, a.dx}, a.w)) Backward<T, TW, V, 1, 16 / V, 16 / V, 2>(a, stream);
+  else Backward<T, TW, 1, 8, 16, 16, 8>(a, stream);
 }
 
 }  // namespace
