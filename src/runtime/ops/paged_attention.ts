@@ -42,13 +42,16 @@ export interface PagedAttentionOptions {
 }
 
 /**
- * The default number of CUDA key partitions: about 256 tokens each over the table's capacity
- * (maxBlocks * blockSize, host-known, so a captured graph stays valid for any seqLens), at most 64,
- * and fewer when batch * kvHeads alone already gives thousands of blocks.
+ * The default number of CUDA key partitions over the table's capacity (maxBlocks * blockSize,
+ * host-known, so a captured graph stays valid for any seqLens): enough blocks to cover the GPU's
+ * ~132 multiprocessors twice (batch * kvHeads * splits >= 264), at least 32 tokens a split, at most
+ * 64 splits. Each warp walks its split's keys with dependent loads, so a long split is latency-bound:
+ * on an H200 (ncu, 2026-11-28), batch-1 decode with 8 kv heads and 256 tokens a split (8 blocks)
+ * spent ~50 us a layer here at a 128-token context.
  */
 export function pagedAttentionSplits(capacity: number, batch: number, kvHeads: number): number {
-  const byLength = Math.ceil(capacity / 256);
-  const byParallelism = Math.max(1, Math.ceil(4096 / Math.max(1, batch * kvHeads)));
+  const byLength = Math.ceil(capacity / 32);
+  const byParallelism = Math.max(1, Math.ceil(264 / Math.max(1, batch * kvHeads)));
   return Math.max(1, Math.min(byLength, 64, byParallelism));
 }
 
