@@ -19,8 +19,8 @@ const dev = 'cuda:0' as const;
  * of the order of sum|terms|.
  */
 function check(label: string, gpu: Tensor, cpu: Tensor, g: RefGemm, outRel: number): void {
-  const got = gpu.toArray();
-  const twin = cpu.toArray();
+  const got = gpu.toFloat32Array();
+  const twin = cpu.toFloat32Array();
   const r = refMatmul(g);
   const tolCpu = gemmTolerance(r.out, r.mag, g.k, outRel, 1);
   const tolGpu = gemmTolerance(r.out, r.mag, g.k, outRel, 2);
@@ -34,7 +34,7 @@ function check(label: string, gpu: Tensor, cpu: Tensor, g: RefGemm, outRel: numb
 function input(rng: Rng, shape: number[], dtype: DType): { cpu: Tensor; gpu: Tensor; v: Float32Array } {
   const n = shape.reduce((x, y) => x * y, 1);
   const cpu = Tensor.fromArray(rng.uniform(n), shape, { dtype });
-  return { cpu, gpu: cpu.to(dev), v: cpu.toArray() as Float32Array };
+  return { cpu, gpu: cpu.to(dev), v: cpu.toFloat32Array() as Float32Array };
 }
 
 /** Runs matmul on both devices with the same inputs and options (tensors in opts are CPU ones). */
@@ -134,7 +134,7 @@ describe.skipIf(!hasGpu)('matmul on CUDA (cuBLASLt) vs the CPU twin', () => {
       const prev = Tensor.fromArray(rng.uniform(batch * m * n), [batch, m, n], { dtype: outType });
       const cpu = matmul(a.cpu, b.cpu, { bias: biasCpu, alpha: 0.5, beta: -1.5, out: prev.clone() });
       const gpu = matmul(a.gpu, b.gpu, { bias: biasGpu, alpha: 0.5, beta: -1.5, out: prev.to(dev) });
-      const g: RefGemm = { a: a.v, b: b.v, m, n, k, batch, alpha: 0.5, beta: -1.5, c: prev.toArray() as Float32Array, bias: biasCpu.toArray() as Float32Array };
+      const g: RefGemm = { a: a.v, b: b.v, m, n, k, batch, alpha: 0.5, beta: -1.5, c: prev.toFloat32Array() as Float32Array, bias: biasCpu.toFloat32Array() as Float32Array };
       check('bias', gpu, cpu, g, OUT_REL[outType]);
     });
   }
@@ -156,7 +156,7 @@ describe.skipIf(!hasGpu)('matmul on CUDA (cuBLASLt) vs the CPU twin', () => {
       const prev = Tensor.fromArray(rng.uniform(batch * m * n), [batch, m, n], { dtype: outType });
       const cpu = matmul(a.cpu, b.cpu, { transB: true, bias: bias.cpu, alpha: 2, beta: 0.25, out: prev.clone() });
       const gpu = matmul(a.gpu, b.gpu, { transB: true, bias: bias.gpu, alpha: 2, beta: 0.25, out: prev.to(dev) });
-      const g: RefGemm = { a: a.v, b: b.v, m, n, k, batch, strideB: 0, transB: true, alpha: 2, beta: 0.25, c: prev.toArray() as Float32Array, bias: bias.v };
+      const g: RefGemm = { a: a.v, b: b.v, m, n, k, batch, strideB: 0, transB: true, alpha: 2, beta: 0.25, c: prev.toFloat32Array() as Float32Array, bias: bias.v };
       check('fallback', gpu, cpu, g, OUT_REL[outType]);
     });
   }
@@ -170,27 +170,27 @@ describe.skipIf(!hasGpu)('matmul on CUDA (cuBLASLt) vs the CPU twin', () => {
     const aGpu = aBig.gpu.rows(1, m + 1);
     const cpu = matmul(aCpu, b.cpu);
     const gpu = matmul(aGpu, b.gpu);
-    check('misaligned', gpu, cpu, { a: aCpu.toArray() as Float32Array, b: b.v, m, n, k }, OUT_REL.bfloat16);
+    check('misaligned', gpu, cpu, { a: aCpu.toFloat32Array() as Float32Array, b: b.v, m, n, k }, OUT_REL.bfloat16);
   });
 
   it('k = 0 gives beta * out + bias; beta = 0 ignores NaN in out', () => {
     const bias = Tensor.fromArray([1.5, -2, 3], [3], { device: dev });
     const out = Tensor.fromArray([1, 2, 3, 4, 5, 6], [2, 3], { device: dev });
     matmul(Tensor.empty([2, 0], 'float32', dev), Tensor.empty([0, 3], 'float32', dev), { bias, beta: 2, out });
-    expect(Array.from(out.toArray())).toEqual([3.5, 2, 9, 9.5, 8, 15]);
+    expect(Array.from(out.toFloat32Array())).toEqual([3.5, 2, 9, 9.5, 8, 15]);
     const nan = Tensor.fromArray(new Float32Array(6).fill(NaN), [2, 3], { device: dev });
     const a = Tensor.fromArray([1, 2, 3, 4], [2, 2], { device: dev });
     const b = Tensor.fromArray([1, 0, 1, 0, 1, 1], [2, 3], { device: dev });
     matmul(a, b, { out: nan });
-    expect(Array.from(nan.toArray())).toEqual([1, 2, 3, 3, 4, 7]);
+    expect(Array.from(nan.toFloat32Array())).toEqual([1, 2, 3, 3, 4, 7]);
   });
 
   it('repeated calls reuse the cached plan and give identical results', () => {
     const rng = new Rng(51);
     const a = input(rng, [64, 200], 'bfloat16');
     const b = input(rng, [96, 200], 'bfloat16');
-    const first = matmul(a.gpu, b.gpu, { transB: true }).toArray();
-    for (let i = 0; i < 3; i++) expect(matmul(a.gpu, b.gpu, { transB: true }).toArray()).toEqual(first);
+    const first = matmul(a.gpu, b.gpu, { transB: true }).toFloat32Array();
+    for (let i = 0; i < 3; i++) expect(matmul(a.gpu, b.gpu, { transB: true }).toFloat32Array()).toEqual(first);
   });
 
   it('runs inside a captured CUDA graph and replays on new inputs', () => {
@@ -268,7 +268,7 @@ describe.skipIf(!hasGpu)('few-rows GEMV (x @ W^T, M <= 8) on CUDA vs the CPU twi
           cpu: matmul(x.cpu, w.cpu, { ...opts, out: prev.clone() }),
           gpu: matmul(x.gpu, w.gpu, { ...opts, bias: bias.to(dev), out: prev.to(dev) }),
         };
-        const g: RefGemm = { a: x.v, b: w.v, m, n, k, transB: true, alpha: 0.75, beta: 1, c: prev.toArray() as Float32Array, bias: bias.toArray() as Float32Array };
+        const g: RefGemm = { a: x.v, b: w.v, m, n, k, transB: true, alpha: 0.75, beta: 1, c: prev.toFloat32Array() as Float32Array, bias: bias.toFloat32Array() as Float32Array };
         check('bias+beta', r.gpu, r.cpu, g, OUT_REL[outType]);
       }, 60_000);
     }
@@ -318,7 +318,7 @@ describe.skipIf(!hasGpu)('few-rows GEMV (x @ W^T, M <= 8) on CUDA vs the CPU twi
         const cpu = (misaligned ? flat.rows(1, rows * cols + 1) : flat.rows(0, rows * cols)).reshape([rows, cols]);
         const gflat = flat.to(dev);
         const gpu = (misaligned ? gflat.rows(1, rows * cols + 1) : gflat.rows(0, rows * cols)).reshape([rows, cols]);
-        return { cpu, gpu, v: cpu.toArray() as Float32Array };
+        return { cpu, gpu, v: cpu.toFloat32Array() as Float32Array };
       };
       const x = make(m, k, cs.misalignX ?? false);
       const w = transB ? make(n, k, cs.misalignW ?? false) : make(k, n, false);
@@ -352,7 +352,7 @@ describe.skipIf(!hasGpu)('few-rows GEMV (x @ W^T, M <= 8) on CUDA vs the CPU twi
     const rng = new Rng(75);
     const x = input(rng, [3, 4096], 'bfloat16');
     const w = input(rng, [4099, 4096], 'bfloat16');
-    const first = linear(x.gpu, w.gpu).toArray();
-    for (let i = 0; i < 3; i++) expect(linear(x.gpu, w.gpu).toArray()).toEqual(first);
+    const first = linear(x.gpu, w.gpu).toFloat32Array();
+    for (let i = 0; i < 3; i++) expect(linear(x.gpu, w.gpu).toFloat32Array()).toEqual(first);
   });
 });

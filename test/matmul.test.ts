@@ -22,7 +22,7 @@ function expectClose(got: ArrayLike<number>, ref: Float64Array, mag: Float64Arra
 function input(rng: Rng, shape: number[], dtype: DType = 'float32'): { t: Tensor; v: Float32Array } {
   const n = shape.reduce((x, y) => x * y, 1);
   const t = Tensor.fromArray(rng.uniform(n), shape, { dtype });
-  return { t, v: t.toArray() as Float32Array };
+  return { t, v: t.toFloat32Array() as Float32Array };
 }
 
 describe('matmul on the CPU', () => {
@@ -46,7 +46,7 @@ describe('matmul on the CPU', () => {
           expect(c.shape).toEqual([m, n]);
           expect(c.dtype).toBe('float32');
           const r = refMatmul({ a: a.v, b: b.v, m, n, k, transA, transB });
-          expectClose(c.toArray() as Float32Array, r.out, r.mag, k, 0, 'f32');
+          expectClose(c.toFloat32Array() as Float32Array, r.out, r.mag, k, 0, 'f32');
         });
       }
     }
@@ -62,7 +62,7 @@ describe('matmul on the CPU', () => {
     const out = prev.t.clone();
     matmul(a.t, b.t, { transB: true, bias: bias.t, alpha: 1.25, beta: -2, out });
     const r = refMatmul({ a: a.v, b: b.v, m, n, k, transB: true, batch, strideB: 0, bias: bias.v, alpha: 1.25, beta: -2, c: prev.v });
-    expectClose(out.toArray() as Float32Array, r.out, r.mag, k, 0, 'large');
+    expectClose(out.toFloat32Array() as Float32Array, r.out, r.mag, k, 0, 'large');
   });
 
   it('batched 3-D operands with every transpose', () => {
@@ -75,7 +75,7 @@ describe('matmul on the CPU', () => {
         const c = matmul(a.t, b.t, { transA, transB });
         expect(c.shape).toEqual([batch, m, n]);
         const r = refMatmul({ a: a.v, b: b.v, m, n, k, transA, transB, batch });
-        expectClose(c.toArray() as Float32Array, r.out, r.mag, k, 0, `batched ${transA} ${transB}`);
+        expectClose(c.toFloat32Array() as Float32Array, r.out, r.mag, k, 0, `batched ${transA} ${transB}`);
       }
     }
   });
@@ -88,20 +88,20 @@ describe('matmul on the CPU', () => {
     const c1 = matmul(a3.t, b2.t, { transB: true });
     expect(c1.shape).toEqual([batch, m, n]);
     const r1 = refMatmul({ a: a3.v, b: b2.v, m, n, k, transB: true, batch, strideB: 0 });
-    expectClose(c1.toArray() as Float32Array, r1.out, r1.mag, k, 0, 'B broadcast');
+    expectClose(c1.toFloat32Array() as Float32Array, r1.out, r1.mag, k, 0, 'B broadcast');
 
     const a2 = input(rng, [m, k]);
     const b3 = input(rng, [batch, k, n]);
     const c2 = matmul(a2.t, b3.t);
     expect(c2.shape).toEqual([batch, m, n]);
     const r2 = refMatmul({ a: a2.v, b: b3.v, m, n, k, batch, strideA: 0 });
-    expectClose(c2.toArray() as Float32Array, r2.out, r2.mag, k, 0, 'A broadcast');
+    expectClose(c2.toFloat32Array() as Float32Array, r2.out, r2.mag, k, 0, 'A broadcast');
 
     const a1 = input(rng, [1, m, k]);
     const c3 = matmul(a1.t, b3.t);
     expect(c3.shape).toEqual([batch, m, n]);
     const r3 = refMatmul({ a: a1.v, b: b3.v, m, n, k, batch, strideA: 0 });
-    expectClose(c3.toArray() as Float32Array, r3.out, r3.mag, k, 0, 'batch-1 broadcast');
+    expectClose(c3.toFloat32Array() as Float32Array, r3.out, r3.mag, k, 0, 'batch-1 broadcast');
   });
 
   it('adds a bias and applies alpha and beta to an out tensor', () => {
@@ -115,7 +115,7 @@ describe('matmul on the CPU', () => {
     const c = matmul(a.t, b.t, { bias: bias.t, alpha: -0.75, beta: 0.5, out });
     expect(c).toBe(out);
     const r = refMatmul({ a: a.v, b: b.v, m, n, k, batch, bias: bias.v, alpha: -0.75, beta: 0.5, c: prev.v });
-    expectClose(c.toArray() as Float32Array, r.out, r.mag, k, 0, 'bias alpha beta');
+    expectClose(c.toFloat32Array() as Float32Array, r.out, r.mag, k, 0, 'bias alpha beta');
   });
 
   it('beta = 0 ignores the previous contents of out, even NaN', () => {
@@ -125,7 +125,7 @@ describe('matmul on the CPU', () => {
     const out = Tensor.fromArray(new Float32Array(12).fill(NaN), [4, 3]);
     matmul(a.t, b.t, { out });
     const r = refMatmul({ a: a.v, b: b.v, m: 4, n: 3, k: 5 });
-    expectClose(out.toArray() as Float32Array, r.out, r.mag, 5, 0, 'beta=0');
+    expectClose(out.toFloat32Array() as Float32Array, r.out, r.mag, 5, 0, 'beta=0');
   });
 
   for (const abType of ['bfloat16', 'float16'] as DType[]) {
@@ -140,7 +140,7 @@ describe('matmul on the CPU', () => {
         expect(c.dtype).toBe(outType);
         // The reference sees the rounded inputs (exactly what the kernel reads).
         const r = refMatmul({ a: a.v, b: b.v, m, n, k, transB: true, bias: bias.v });
-        expectClose(c.toArray(), r.out, r.mag, k, OUT_REL[outType], `${abType}->${outType}`);
+        expectClose(c.toFloat32Array(), r.out, r.mag, k, OUT_REL[outType], `${abType}->${outType}`);
       });
     }
   }
@@ -155,7 +155,7 @@ describe('matmul on the CPU', () => {
         const bias = input(rng, [n], abType);
         const c = matmul(a.t, b.t, { transB, bias: bias.t, outDType: 'float32' });
         const r = refMatmul({ a: a.v, b: b.v, m, n, k, transB, batch, strideB: 0, bias: bias.v });
-        expectClose(c.toArray(), r.out, r.mag, k, 0, `few rows transB=${transB}`);
+        expectClose(c.toFloat32Array(), r.out, r.mag, k, 0, `few rows transB=${transB}`);
       }
     });
   }
@@ -169,13 +169,13 @@ describe('matmul on the CPU', () => {
     const c = matmul(a.t, b.t, { transA: true, bias: bias.t });
     expect(c.dtype).toBe('bfloat16');
     const r = refMatmul({ a: a.v, b: b.v, m, n, k, transA: true, batch, bias: bias.v });
-    expectClose(c.toArray(), r.out, r.mag, k, OUT_REL.bfloat16, 'bf16 batched');
+    expectClose(c.toFloat32Array(), r.out, r.mag, k, OUT_REL.bfloat16, 'bf16 batched');
   });
 
   it('k = 0 gives bias (alpha * empty sum), m = 0 gives an empty result', () => {
     const bias = Tensor.fromArray([1.5, -2, 3], [3]);
     const c = matmul(Tensor.empty([2, 0]), Tensor.empty([0, 3]), { bias });
-    expect(Array.from(c.toArray())).toEqual([1.5, -2, 3, 1.5, -2, 3]);
+    expect(Array.from(c.toFloat32Array())).toEqual([1.5, -2, 3, 1.5, -2, 3]);
     const e = matmul(Tensor.empty([0, 4]), Tensor.empty([4, 3]));
     expect(e.shape).toEqual([0, 3]);
   });
@@ -189,11 +189,11 @@ describe('matmul on the CPU', () => {
     const y = linear(x.t, w.t, bias.t);
     expect(y.shape).toEqual([2, 3, n]);
     const r = refMatmul({ a: x.v, b: w.v, m: 6, n, k, transB: true, bias: bias.v });
-    expectClose(y.toArray() as Float32Array, r.out, r.mag, k, 0, 'linear');
+    expectClose(y.toFloat32Array() as Float32Array, r.out, r.mag, k, 0, 'linear');
     const y1 = linear(Tensor.fromArray(x.v.slice(0, k), [k]), w.t);
     expect(y1.shape).toEqual([n]);
     const r1 = refMatmul({ a: x.v.slice(0, k), b: w.v, m: 1, n, k, transB: true });
-    expectClose(y1.toArray() as Float32Array, r1.out, r1.mag, k, 0, 'linear 1-D');
+    expectClose(y1.toFloat32Array() as Float32Array, r1.out, r1.mag, k, 0, 'linear 1-D');
   });
 
   it('names the shapes, dtypes and options when misused', () => {

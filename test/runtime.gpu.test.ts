@@ -14,18 +14,18 @@ describe.skipIf(!hasGpu)('CUDA runtime core', () => {
     for (const dtype of ['float32', 'bfloat16', 'float16'] as const) {
       const host = Tensor.fromArray(rng.normal(5000), [50, 100], { dtype });
       const back = host.to(dev).to('cpu');
-      expect(Array.from(back.toArray())).toEqual(Array.from(host.toArray()));
+      expect(Array.from(back.toFloat32Array())).toEqual(Array.from(host.toFloat32Array()));
     }
     const big = rng.uniform((40 << 20) / 4); // 40 MiB: more than the 16 MiB staging buffer
     const t = Tensor.fromArray(big, [big.length], { device: dev });
-    expect(firstByteDifference(t.toArray(), big)).toBe(-1);
+    expect(firstByteDifference(t.toFloat32Array(), big)).toBe(-1);
     t.dispose();
   });
 
   it('device-to-device copies, views and rows', () => {
     const a = Tensor.fromArray([1, 2, 3, 4, 5, 6], [3, 2], { device: dev });
-    expect(Array.from(a.clone().toArray())).toEqual([1, 2, 3, 4, 5, 6]);
-    expect(Array.from(a.rows(1, 2).toArray())).toEqual([3, 4]);
+    expect(Array.from(a.clone().toFloat32Array())).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(Array.from(a.rows(1, 2).toFloat32Array())).toEqual([3, 4]);
   });
 
   it('caching allocator reuses blocks and reports usage and peak', () => {
@@ -48,7 +48,7 @@ describe.skipIf(!hasGpu)('CUDA runtime core', () => {
     expect(() => Tensor.empty([Math.ceil((total * 2) / 4)], 'float32', dev)).toThrow(/out of device memory on cuda:0: asked for \d+ bytes .* free of/);
     // the process is still healthy afterwards
     const t = Tensor.fromArray([1, 2], [2], { device: dev });
-    expect(Array.from(t.toArray())).toEqual([1, 2]);
+    expect(Array.from(t.toFloat32Array())).toEqual([1, 2]);
   });
 
   it('streams and events order work and time it', () => {
@@ -64,7 +64,7 @@ describe.skipIf(!hasGpu)('CUDA runtime core', () => {
     });
     end.synchronize();
     expect(end.elapsedMsSince(start)).toBeGreaterThanOrEqual(0);
-    expect(firstByteDifference(dst.toArray(), src.toArray())).toBe(-1);
+    expect(firstByteDifference(dst.toFloat32Array(), src.toFloat32Array())).toBe(-1);
     s.destroy();
   });
 
@@ -79,10 +79,10 @@ describe.skipIf(!hasGpu)('CUDA runtime core', () => {
     const graph = CudaGraph.capture(dev, step);
     input.storage.write(new Float32Array([5, 6, 7, 8]));
     graph.replay();
-    expect(Array.from(output.toArray())).toEqual([5, 6, 7, 8]);
+    expect(Array.from(output.toFloat32Array())).toEqual([5, 6, 7, 8]);
     input.storage.write(new Float32Array([9, 9, 9, 9]));
     graph.replay();
-    expect(Array.from(output.toArray())).toEqual([9, 9, 9, 9]);
+    expect(Array.from(output.toFloat32Array())).toEqual([9, 9, 9, 9]);
     graph.destroy();
     emptyCache(dev);
   });

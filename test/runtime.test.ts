@@ -7,12 +7,20 @@ import { floatToBf16Bits, bf16BitsToFloat, floatToF16Bits, f16BitsToFloat } from
 describe('Tensor on the CPU', () => {
   it('round-trips every dtype', () => {
     const vals = [1, -2, 3.5, 0, 65504, -0.25];
-    expect(Array.from(Tensor.fromArray(vals, [2, 3]).toArray())).toEqual(vals);
-    expect(Array.from(Tensor.fromArray(vals, [6], { dtype: 'bfloat16' }).toArray())).toEqual([1, -2, 3.5, 0, 65536, -0.25]);
-    expect(Array.from(Tensor.fromArray(vals, [6], { dtype: 'float16' }).toArray())).toEqual(vals);
-    expect(Array.from(Tensor.fromArray([1, -2, 7], [3], { dtype: 'int32' }).toArray())).toEqual([1, -2, 7]);
+    expect(Array.from(Tensor.fromArray(vals, [2, 3]).toFloat32Array())).toEqual(vals);
+    expect(Array.from(Tensor.fromArray(vals, [6], { dtype: 'bfloat16' }).toFloat32Array())).toEqual([1, -2, 3.5, 0, 65536, -0.25]);
+    expect(Array.from(Tensor.fromArray(vals, [6], { dtype: 'float16' }).toFloat32Array())).toEqual(vals);
+    expect(Array.from(Tensor.fromArray([1, -2, 7], [3], { dtype: 'int32' }).toFloat32Array())).toEqual([1, -2, 7]);
     expect(Tensor.fromArray([1, -2, 2 ** 40], [3], { dtype: 'int64' }).toNumbers()).toEqual([1, -2, 2 ** 40]);
-    expect(Array.from(Tensor.fromArray([1, 0, 1], [3], { dtype: 'bool' }).toArray())).toEqual([1, 0, 1]);
+    expect(Array.from(Tensor.fromArray([1, 0, 1], [3], { dtype: 'bool' }).toFloat32Array())).toEqual([1, 0, 1]);
+  });
+
+  it('toArray gives the typed array of the dtype', () => {
+    expect(Tensor.fromArray([1, 2], [2], { dtype: 'int32' }).toArray()).toBeInstanceOf(Int32Array);
+    expect(Tensor.fromArray([1, 2], [2], { dtype: 'int64' }).toArray()).toBeInstanceOf(BigInt64Array);
+    expect(Tensor.fromArray([1, 0], [2], { dtype: 'bool' }).toArray()).toBeInstanceOf(Uint8Array);
+    expect(Tensor.fromArray([1, 2], [2], { dtype: 'bfloat16' }).toArray()).toBeInstanceOf(Float32Array);
+    expect(Array.from(Tensor.fromArray([3, -4], [2], { dtype: 'int64' }).toFloat32Array())).toEqual([3, -4]);
   });
 
   it('rounds bf16 to nearest even like the native code', () => {
@@ -30,14 +38,14 @@ describe('Tensor on the CPU', () => {
     const t = Tensor.fromArray([0, 1, 2, 3, 4, 5], [3, 2]);
     const r = t.rows(1, 3);
     expect(r.shape).toEqual([2, 2]);
-    expect(Array.from(r.toArray())).toEqual([2, 3, 4, 5]);
+    expect(Array.from(r.toFloat32Array())).toEqual([2, 3, 4, 5]);
     const flat = t.reshape([-1]);
     expect(flat.shape).toEqual([6]);
     r.storage.write(new Float32Array([9]), 0);
-    expect(t.toArray()[2]).toBe(9);
+    expect(t.toFloat32Array()[2]).toBe(9);
     t.dispose();
     // the views keep the bytes alive after the base is disposed
-    expect(flat.toArray()[2]).toBe(9);
+    expect(flat.toFloat32Array()[2]).toBe(9);
   });
 
   it('names the op and shapes when misused', () => {
@@ -46,7 +54,7 @@ describe('Tensor on the CPU', () => {
     expect(() => t.rows(1, 5)).toThrow(/rows: \[1, 5\) is outside/);
     expect(() => Tensor.fromArray([1, 2, 3], [2, 2])).toThrow(/3 values do not fill shape \[2, 2\]/);
     t.dispose();
-    expect(() => t.toArray()).toThrow(/already disposed/);
+    expect(() => t.toFloat32Array()).toThrow(/already disposed/);
   });
 
   it('tidy disposes what it does not return', () => {

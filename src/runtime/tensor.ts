@@ -201,6 +201,14 @@ export class Tensor {
     }
   }
 
+  /** Host copy of the values as float32 (exact for f32, bf16, f16 and integers below 2^24). */
+  toFloat32Array(): Float32Array {
+    const a = this.toArray();
+    if (a instanceof Float32Array) return a;
+    if (a instanceof BigInt64Array) return Float32Array.from(a, (v) => Number(v));
+    return Float32Array.from(a);
+  }
+
   /** Values as plain numbers (int64 converted; exact below 2^53). */
   toNumbers(): number[] {
     const a = this.toArray();
