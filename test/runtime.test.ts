@@ -48,6 +48,19 @@ describe('Tensor on the CPU', () => {
     expect(flat.toFloat32Array()[2]).toBe(9);
   });
 
+  it('copies between overlapping views of one tensor (memmove semantics)', () => {
+    const t = Tensor.fromArray([0, 1, 2, 3, 4, 5], [3, 2]);
+    t.rows(0, 2).copy_(t.rows(1, 3));
+    expect(Array.from(t.toFloat32Array())).toEqual([2, 3, 4, 5, 4, 5]);
+    t.rows(1, 3).copy_(t.rows(0, 2));
+    expect(Array.from(t.toFloat32Array())).toEqual([2, 3, 2, 3, 4, 5]);
+  });
+
+  it('rejects sizes JavaScript numbers cannot hold exactly', () => {
+    expect(() => native().allocate(2 ** 60, -1)).toThrow(/allocate: argument bytes is beyond 2\^53/);
+    expect(() => native().allocate(1.5, -1)).toThrow(/must be an integer/);
+  });
+
   it('names the op and shapes when misused', () => {
     const t = Tensor.fromArray([1, 2, 3, 4], [2, 2]);
     expect(() => t.reshape([3])).toThrow(/reshape: cannot reshape float32\[2, 2\] on cpu to \[3\]/);

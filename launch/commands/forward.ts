@@ -30,7 +30,8 @@ export function parseIntList(flag: string, v: string): number[] {
 
 /** The shortest decimal that parses back to the same float32. */
 export function f32String(x: number): string {
-  if (!Number.isFinite(x)) return x > 0 ? '1e999' : x < 0 ? '-1e999' : 'NaN';
+  // JSON has no NaN: null keeps the output parseable (infinities parse as 1e999 -> Infinity).
+  if (!Number.isFinite(x)) return x > 0 ? '1e999' : x < 0 ? '-1e999' : 'null';
   for (let p = 1; p <= 9; p++) {
     const s = x.toPrecision(p);
     if (Math.fround(Number(s)) === x) return String(Number(s));

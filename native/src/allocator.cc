@@ -24,6 +24,9 @@ struct Pool {
   std::unordered_map<void*, size_t> live;         // handed out: ptr -> block size
   std::unordered_map<void*, size_t> sizes;        // every block we own: ptr -> size
   std::map<uint64_t, std::vector<void*>> graph_held;
+  // Blocks allocated while a graph was captured and still live: replays write them, so when they
+  // are freed they must stay with that graph (not return to the pool) until it is destroyed.
+  std::unordered_map<void*, uint64_t> captured_live;
   uint64_t capturing_graph = 0;                   // 0: not capturing
   AllocatorStats stats;
 };
@@ -90,6 +93,7 @@ void* DeviceAlloc(int device, size_t bytes) {
     pool.stats.num_cuda_mallocs++;
   }
   pool.live[ptr] = block;
+  if (pool.capturing_graph) pool.captured_live[ptr] = pool.capturing_graph;
   pool.stats.bytes_in_use += block;
   if (pool.stats.bytes_in_use > pool.stats.peak_bytes_in_use) pool.stats.peak_bytes_in_use = pool.stats.bytes_in_use;
   pool.stats.num_allocs++;
@@ -105,8 +109,14 @@ void DeviceFree(int device, void* ptr) {
   size_t block = it->second;
   pool.live.erase(it);
   pool.stats.bytes_in_use -= block;
-  if (pool.capturing_graph) {
-    pool.graph_held[pool.capturing_graph].push_back(ptr);
+  uint64_t owner = pool.capturing_graph;
+  auto cap = pool.captured_live.find(ptr);
+  if (cap != pool.captured_live.end()) {
+    if (pool.graph_held.count(cap->second)) owner = cap->second;  // that graph is still alive
+    pool.captured_live.erase(cap);
+  }
+  if (owner) {
+    pool.graph_held[owner].push_back(ptr);
   } else {
     pool.free_blocks.emplace(block, ptr);
   }

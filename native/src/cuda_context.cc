@@ -95,8 +95,11 @@ DeviceGuard::~DeviceGuard() {
   if (previous_ >= 0) cudaSetDevice(previous_);
 }
 
+std::mutex g_stream_mu;  // lazy creation of the default streams
+
 cudaStream_t CurrentStream(int device) {
   DeviceState& s = State(device);
+  std::lock_guard<std::mutex> lock(g_stream_mu);
   if (s.current) return s.current;
   DeviceGuard guard(device);
   CheckCuda(cudaStreamCreateWithFlags(&s.default_stream, cudaStreamNonBlocking), "cudaStreamCreate");
@@ -108,6 +111,7 @@ void SetCurrentStream(int device, cudaStream_t stream) {
   DeviceState& s = State(device);
   if (!stream) {
     CurrentStream(device);
+    std::lock_guard<std::mutex> lock(g_stream_mu);
     s.current = s.default_stream;
   } else {
     s.current = stream;
@@ -208,8 +212,9 @@ void ReplayGraph(int device, cudaGraphExec_t graph) {
 
 void DestroyGraph(int device, cudaGraphExec_t graph, uint64_t graph_id) {
   DeviceGuard guard(device);
-  // Replays may still run: wait before the blocks they use go back to the pool.
-  cudaStreamSynchronize(CurrentStream(device));
+  // Replays may still run, on whichever stream they were launched: wait for the whole device before
+  // the blocks they use go back to the pool.
+  cudaDeviceSynchronize();
   cudaGraphExecDestroy(graph);
   ReleaseGraphBlocks(device, graph_id);
 }
@@ -228,7 +233,12 @@ void* Staging(int device, DeviceState& s) {
 }
 }  // namespace
 
+// One staging buffer per device: copies from several threads (worker threads each load the addon)
+// take turns.
+std::mutex g_copy_mu;
+
 void CopyHostToDevice(int device, void* dst, const void* src, size_t bytes) {
+  std::lock_guard<std::mutex> copy_lock(g_copy_mu);
   DeviceState& s = State(device);
   DeviceGuard guard(device);
   cudaStream_t stream = CurrentStream(device);
@@ -242,6 +252,7 @@ void CopyHostToDevice(int device, void* dst, const void* src, size_t bytes) {
 }
 
 void CopyDeviceToHost(int device, void* dst, const void* src, size_t bytes) {
+  std::lock_guard<std::mutex> copy_lock(g_copy_mu);
   DeviceState& s = State(device);
   DeviceGuard guard(device);
   cudaStream_t stream = CurrentStream(device);
@@ -263,6 +274,17 @@ void CopyDeviceToDevice(int dst_device, void* dst, int src_device, const void* s
     // The source's pending work must finish first: its stream is not ordered with ours.
     SynchronizeStream(src_device, nullptr);
     CheckCuda(cudaMemcpyPeerAsync(dst, dst_device, src, src_device, bytes, stream), "copy peer->device");
+    // The source block may be freed and reused on its own device's stream right after this call:
+    // that stream must wait until the copy has read it.
+    cudaEvent_t done = nullptr;
+    CheckCuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "copy peer->device");
+    CheckCuda(cudaEventRecord(done, stream), "copy peer->device");
+    cudaStream_t src_stream = CurrentStream(src_device);
+    {
+      DeviceGuard src_guard(src_device);
+      CheckCuda(cudaStreamWaitEvent(src_stream, done, 0), "copy peer->device");
+    }
+    cudaEventDestroy(done);
   }
 }
 

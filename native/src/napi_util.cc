@@ -29,6 +29,8 @@ int64_t ArgInt(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (i >= info.Length() || !info[i].IsNumber()) throw std::invalid_argument(std::string("argument ") + name + " must be a number");
   double d = info[i].As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d) || d != std::floor(d)) throw std::invalid_argument(std::string("argument ") + name + " must be an integer");
+  // JavaScript numbers are exact integers only up to 2^53; beyond, the cast could also overflow.
+  if (std::fabs(d) > 9007199254740992.0) throw std::invalid_argument(std::string("argument ") + name + " is beyond 2^53");
   return static_cast<int64_t>(d);
 }
 
@@ -60,8 +62,10 @@ std::vector<int64_t> ArgIntArray(const Napi::CallbackInfo& info, size_t i, const
   std::vector<int64_t> out(arr.Length());
   for (uint32_t k = 0; k < arr.Length(); ++k) {
     Napi::Value v = arr.Get(k);
-    if (!v.IsNumber()) throw std::invalid_argument(std::string("argument ") + name + " must be an array of integers");
-    out[k] = static_cast<int64_t>(v.As<Napi::Number>().DoubleValue());
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+    if (!std::isfinite(d) || d != std::floor(d) || std::fabs(d) > 9007199254740992.0)
+      throw std::invalid_argument(std::string("argument ") + name + " must be an array of integers");
+    out[k] = static_cast<int64_t>(d);
   }
   return out;
 }

@@ -148,8 +148,14 @@ Napi::Value Storage::CopyFrom(const Napi::CallbackInfo& info) {
     TensorArg src = ArgTensor(info, 0, "src");
     if (src.bytes != bytes_)
       throw std::invalid_argument("copyFrom: source has " + std::to_string(src.bytes) + " bytes, destination " + std::to_string(bytes_));
+    const char* d = static_cast<const char*>(data());
+    const char* s = static_cast<const char*>(src.data);
+    bool overlap = device_ == src.device && d < s + bytes_ && s < d + bytes_;
+    if (overlap && device_ >= 0)
+      throw std::invalid_argument("copyFrom: source and destination overlap on cuda:" + std::to_string(device_) +
+                                  " (views of one tensor); copy through a temporary");
     if (device_ < 0 && src.device < 0) {
-      memcpy(data(), src.data, bytes_);
+      memmove(data(), src.data, bytes_);  // overlapping CPU views are fine
     } else if (device_ < 0) {
       CopyDeviceToHost(src.device, data(), src.data, bytes_);
     } else if (src.device < 0) {

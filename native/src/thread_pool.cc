@@ -35,16 +35,18 @@ class Pool {
     {
       std::lock_guard<std::mutex> lock(mu_);
       body_ = &body;
-      chunks_ = chunks;
-      next_.store(0);
+      chunks_.store(chunks);
+      // done_ first: a worker still leaving the previous region may claim a chunk of this one as
+      // soon as next_ is reset, and its completion must not be wiped out afterwards.
       done_.store(0);
+      next_.store(0);
       error_ = nullptr;
       ++generation_;
     }
     cv_.notify_all();
     Work();
     std::unique_lock<std::mutex> lock(mu_);
-    done_cv_.wait(lock, [&] { return done_.load() == chunks_; });
+    done_cv_.wait(lock, [&] { return done_.load() == chunks_.load(); });
     body_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -53,7 +55,7 @@ class Pool {
   void Work() {
     for (;;) {
       int64_t c = next_.fetch_add(1);
-      if (c >= chunks_) return;
+      if (c >= chunks_.load()) return;
       try {
         tls_in_parallel = true;
         (*body_)(c);
@@ -63,7 +65,7 @@ class Pool {
         std::lock_guard<std::mutex> lock(mu_);
         if (!error_) error_ = std::current_exception();
       }
-      if (done_.fetch_add(1) + 1 == chunks_) {
+      if (done_.fetch_add(1) + 1 == chunks_.load()) {
         std::lock_guard<std::mutex> lock(mu_);
         done_cv_.notify_all();
       }
@@ -86,8 +88,7 @@ class Pool {
   std::mutex mu_, run_mu_;
   std::condition_variable cv_, done_cv_;
   const std::function<void(int64_t)>* body_ = nullptr;
-  int64_t chunks_ = 0;
-  std::atomic<int64_t> next_{0}, done_{0};
+  std::atomic<int64_t> chunks_{0}, next_{0}, done_{0};
   uint64_t generation_ = 0;
   bool stop_ = false;
   std::exception_ptr error_;

@@ -177,7 +177,9 @@ export class Tensor {
     if (src.dtype !== this.dtype || src.numel !== this.numel) {
       throw new TypeError(`copy_: cannot copy ${src.describe()} into ${this.describe()}`);
     }
-    this.storage.copyFrom(src.storage.bytes === src.byteLength ? src.storage : src.storage.view(0, src.byteLength));
+    const dst = this.storage.bytes === this.byteLength ? this.storage : this.storage.view(0, this.byteLength);
+    dst.copyFrom(src.storage.bytes === src.byteLength ? src.storage : src.storage.view(0, src.byteLength));
+    if (dst !== this.storage) dst.free();
     return this;
   }
 
