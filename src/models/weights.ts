@@ -120,7 +120,12 @@ export function randomSource(options: { seed?: number; std?: number } = {}): Wei
       let start = hashName(name) % n;
       for (let done = 0; done < total; ) {
         const count = Math.min(n, total - done);
-        into.storage.view(done * es, count * es).copyFrom(chunk.storage.view(start * es, count * es));
+        // temporary views, freed at once: left to the garbage collector they would pin the memory
+        const dst = into.storage.view(done * es, count * es);
+        const src = chunk.storage.view(start * es, count * es);
+        dst.copyFrom(src);
+        dst.free();
+        src.free();
         done += count;
         start = (start + 7919) % n;
       }

@@ -164,7 +164,7 @@ export class Tensor {
   /** A copy on `device` (a new tensor even when the device is the same). */
   to(device: Device): Tensor {
     const out = Tensor.empty(this.shape, this.dtype, device);
-    out.storage.copyFrom(this.byteLength === this.storage.bytes ? this.storage : this.storage.view(0, this.byteLength));
+    this.withExactStorage((src) => out.storage.copyFrom(src));
     return out;
   }
 
@@ -177,10 +177,23 @@ export class Tensor {
     if (src.dtype !== this.dtype || src.numel !== this.numel) {
       throw new TypeError(`copy_: cannot copy ${src.describe()} into ${this.describe()}`);
     }
-    const dst = this.storage.bytes === this.byteLength ? this.storage : this.storage.view(0, this.byteLength);
-    dst.copyFrom(src.storage.bytes === src.byteLength ? src.storage : src.storage.view(0, src.byteLength));
-    if (dst !== this.storage) dst.free();
+    this.withExactStorage((dst) => src.withExactStorage((from) => dst.copyFrom(from)));
     return this;
+  }
+
+  /**
+   * Runs fn on a storage of exactly byteLength bytes: the tensor's own, or a temporary view that is
+   * freed right after (a view left to the garbage collector would keep the bytes allocated).
+   */
+  private withExactStorage<T>(fn: (s: NativeStorage) => T): T {
+    const s = this.storage;
+    if (s.bytes === this.byteLength) return fn(s);
+    const view = s.view(0, this.byteLength);
+    try {
+      return fn(view);
+    } finally {
+      view.free();
+    }
   }
 
   /** Host copy of the values; bf16/f16 are widened to float32, bool to uint8. */
