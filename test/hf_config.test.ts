@@ -141,12 +141,15 @@ describe('config.json parsing', () => {
     expect(c.rope).toMatchObject({ theta: 5e6, type: 'default', mropeSection: [8, 4, 4], mropeInterleaved: true });
   });
 
-  it('joins generation_config.json eos ids (lists too) with config.json', () => {
+  it("generation_config.json's eos ids (lists too) replace config.json's, as in transformers' generate", () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'config.json'), JSON.stringify(llama({ eos_token_id: [5, 6], torch_dtype: 'float32', bos_token_id: 1 })));
     writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: [9, 5] }));
     const c = loadModelConfig(dir);
-    expect(c.eosTokenIds).toEqual([9, 5, 6]);
+    expect(c.eosTokenIds).toEqual([9, 5]);
+    // a generation_config.json without eos_token_id leaves config.json's
+    writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ pad_token_id: 0 }));
+    expect(loadModelConfig(dir).eosTokenIds).toEqual([5, 6]);
     expect(c.bosTokenId).toBe(1);
     expect(c.dtype).toBe('float32');
   });

@@ -153,6 +153,15 @@ describe('safetensors headers: strict validation', () => {
         rawFile(dir, { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, data),
       ),
     ).toThrow(/tensors 'a' \[0, 8\) and 'b' \[4, 12\) overlap/);
+    // a gap between tensors, and bytes after the last one, are rejected as the reference implementation does
+    expect(() =>
+      readSafetensorsHeader(
+        rawFile(dir, { a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] } }, data),
+      ),
+    ).toThrow(/4 unused bytes before tensor 'b' \[8, 16\) \(a gap in the data section\)/);
+    expect(() =>
+      readSafetensorsHeader(rawFile(dir, { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, data)),
+    ).toThrow(/8 bytes after the last tensor: the data section is 16 bytes, the tensors cover 8/);
     // adjacent and empty tensors do not overlap
     const ok = readSafetensorsHeader(
       rawFile(dir, { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, z: { dtype: 'F32', shape: [0], data_offsets: [4, 4] }, b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] } }, data),

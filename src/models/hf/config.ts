@@ -134,10 +134,13 @@ export function parseModelConfig(top: Json, file: string, generation?: { json: J
 
   const bosTokenId = f.optTokenId('bos_token_id') ?? topTokenId(top, file, 'bos_token_id');
   const padTokenId = f.optTokenId('pad_token_id') ?? topTokenId(top, file, 'pad_token_id');
-  const eos: number[] = [];
-  if (generation) eos.push(...new Fields(generation.json, generation.file, '').tokenIds('eos_token_id'));
-  eos.push(...f.tokenIds('eos_token_id'));
-  if (where) eos.push(...new Fields(top, file, '').tokenIds('eos_token_id'));
+  // As transformers' generate: generation_config.json's eos_token_id, when it sets one, replaces
+  // config.json's; otherwise the config's (the nested text_config's and the top level's).
+  const eos: number[] = generation ? new Fields(generation.json, generation.file, '').tokenIds('eos_token_id') : [];
+  if (eos.length === 0) {
+    eos.push(...f.tokenIds('eos_token_id'));
+    if (where) eos.push(...new Fields(top, file, '').tokenIds('eos_token_id'));
+  }
   const eosTokenIds = [...new Set(eos)];
 
   const dtypeName = f.optString('dtype') ?? f.optString('torch_dtype') ?? (typeof top.dtype === 'string' ? top.dtype : null) ??

@@ -159,14 +159,26 @@ function parseHeader(file: string, hbuf: Buffer, fileBytes: number): Safetensors
     entries.push({ name, dtype, fileDtype, shape, file, offset: dataStart + begin, byteLength: end - begin });
   }
   entries.sort((a, b) => a.offset - b.offset || a.byteLength - b.byteLength);
+  // As the reference implementation validates: tensors tile the data section exactly, each starting
+  // where the previous ended and the last ending at the end of the file (no overlaps, gaps or tail;
+  // empty tensors, which hold no bytes, may point anywhere inside it).
+  const r = (x: TensorInfo) => `[${x.offset - dataStart}, ${x.offset - dataStart + x.byteLength})`;
   let prev: TensorInfo | null = null;
+  let expected = 0;
   for (const t of entries) {
-    if (t.byteLength === 0) continue;
-    if (prev && t.offset < prev.offset + prev.byteLength) {
-      const r = (x: TensorInfo) => `[${x.offset - dataStart}, ${x.offset - dataStart + x.byteLength})`;
+    if (t.byteLength === 0) continue; // an empty tensor holds no bytes wherever it points
+    const begin = t.offset - dataStart;
+    if (prev && begin < expected) {
       throw new Error(`${file}: tensors '${prev.name}' ${r(prev)} and '${t.name}' ${r(t)} overlap`);
     }
+    if (begin > expected) {
+      throw new Error(`${file}: ${begin - expected} unused bytes before tensor '${t.name}' ${r(t)} (a gap in the data section)`);
+    }
+    expected = begin + t.byteLength;
     prev = t;
+  }
+  if (expected !== dataBytes) {
+    throw new Error(`${file}: ${dataBytes - expected} bytes after the last tensor: the data section is ${dataBytes} bytes, the tensors cover ${expected}`);
   }
   return { file, fileBytes, headerBytes, dataStart, metadata, tensors: new Map(entries.map((t) => [t.name, t])) };
 }
