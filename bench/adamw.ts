@@ -10,15 +10,13 @@
  *
  *   node dist/bench/adamw.js [--n 268435456] [--iters 30] [--warmup 5] [--no-torch] [--out PATH]
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Tensor } from '../src/runtime/tensor.js';
 import type { DType } from '../src/runtime/dtype.js';
 import { cudaAvailable, cudaUnavailableReason, deviceName, emptyCache, synchronize } from '../src/runtime/cuda.js';
 import { adamwStep } from '../src/runtime/ops/optimizer.js';
-import { copyCeiling, timeCuda } from './harness.js';
+import { copyCeiling, timeCuda, runTorchReference } from './harness.js';
 
 interface Args {
   n: number;
@@ -102,19 +100,7 @@ interface TorchResult {
 }
 
 function runTorch(a: Args): TorchResult | { error: string } {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const script = [join(here, '../../bench/torch_adamw.py'), join(here, 'torch_adamw.py')].find((p) => existsSync(p));
-  if (!script) return { error: 'bench/torch_adamw.py not found' };
-  const r = spawnSync('python3', [script, '--n', String(a.n), '--iters', String(a.iters), '--warmup', String(a.warmup)], {
-    encoding: 'utf8',
-  });
-  if (r.status !== 0) return { error: `python3 ${script} failed (${r.status}): ${(r.stderr || r.error?.message || '').trim().slice(-2000)}` };
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  try {
-    return JSON.parse(line) as TorchResult;
-  } catch {
-    return { error: `could not parse torch output: ${line.slice(0, 500)}` };
-  }
+  return runTorchReference<TorchResult>('torch_adamw.py', ['--n', a.n, '--iters', a.iters, '--warmup', a.warmup]);
 }
 
 function main(): void {

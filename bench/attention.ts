@@ -8,10 +8,9 @@
  *   node dist/bench/attention.js [--L 4096] [--heads 32] [--kv-heads 8] [--hd 128] [--iters 30]
  *                                [--warmup 10] [--no-torch] [--out PATH]
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { runTorchReference } from './harness.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Tensor } from '../src/runtime/tensor.js';
 import { tidy } from '../src/runtime/scope.js';
 import { CudaEvent, cudaAvailable, cudaUnavailableReason, deviceName, synchronize } from '../src/runtime/cuda.js';
@@ -86,22 +85,7 @@ interface TorchResult {
 }
 
 function runTorch(a: Args): TorchResult | { error: string } {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const script = [join(here, '../../bench/torch_attention.py'), join(here, 'torch_attention.py')].find((p) => existsSync(p));
-  if (!script) return { error: 'bench/torch_attention.py not found' };
-  const r = spawnSync(
-    'python3',
-    [script, '--L', String(a.L), '--heads', String(a.heads), '--kv-heads', String(a.kvHeads), '--hd', String(a.hd),
-      '--iters', String(a.iters), '--warmup', String(a.warmup)],
-    { encoding: 'utf8' },
-  );
-  if (r.status !== 0) return { error: `python3 ${script} failed (${r.status}): ${(r.stderr || r.error?.message || '').trim().slice(-2000)}` };
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  try {
-    return JSON.parse(line) as TorchResult;
-  } catch {
-    return { error: `could not parse torch output: ${line.slice(0, 500)}` };
-  }
+  return runTorchReference<TorchResult>('torch_attention.py', ['--L', a.L, '--heads', a.heads, '--kv-heads', a.kvHeads, '--hd', a.hd, '--iters', a.iters, '--warmup', a.warmup]);
 }
 
 function main(): void {

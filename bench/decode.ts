@@ -10,11 +10,8 @@
  *
  *   node dist/bench/decode.js [--context 128] [--steps 256] [--no-torch] [--out PATH]
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { copyCeiling, timeCudaAll } from './harness.js';
+import { writeFileSync } from 'node:fs';
+import { copyCeiling, timeCudaAll, runTorchReference } from './harness.js';
 import { prefill } from '../src/models/batch.js';
 import { DecodeRunner } from '../src/models/decode_runner.js';
 import { createCausalLM } from '../src/models/load.js';
@@ -64,17 +61,7 @@ interface TorchResult {
 }
 
 function runTorch(a: Args): TorchResult | { error: string } {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const script = [join(here, '../../bench/torch_decode.py'), join(here, 'torch_decode.py')].find((p) => existsSync(p));
-  if (!script) return { error: 'bench/torch_decode.py not found' };
-  const r = spawnSync('python3', [script, '--context', String(a.context), '--steps', String(Math.min(a.steps, 128))], { encoding: 'utf8' });
-  if (r.status !== 0) return { error: `python3 ${script} failed (${r.status}): ${(r.stderr || r.error?.message || '').trim().slice(-2000)}` };
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  try {
-    return JSON.parse(line) as TorchResult;
-  } catch {
-    return { error: `could not parse torch output: ${line.slice(0, 500)}` };
-  }
+  return runTorchReference<TorchResult>('torch_decode.py', ['--context', a.context, '--steps', Math.min(a.steps, 128)]);
 }
 
 function main(): void {

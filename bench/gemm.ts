@@ -9,10 +9,9 @@
  *
  *   node dist/bench/gemm.js [--m 8192] [--iters 30] [--warmup 10] [--sets 3] [--no-torch] [--out PATH]
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { runTorchReference } from './harness.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Tensor } from '../src/runtime/tensor.js';
 import { CudaEvent, cudaAvailable, cudaUnavailableReason, deviceName, emptyCache, synchronize } from '../src/runtime/cuda.js';
 import { matmul } from '../src/runtime/ops/matmul.js';
@@ -119,21 +118,7 @@ interface TorchResult {
 }
 
 function runTorch(a: Args): TorchResult | { error: string } {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const script = [join(here, '../../bench/torch_gemm.py'), join(here, 'torch_gemm.py')].find((p) => existsSync(p));
-  if (!script) return { error: 'bench/torch_gemm.py not found' };
-  const r = spawnSync(
-    'python3',
-    [script, '--m', String(a.m), '--iters', String(a.iters), '--warmup', String(a.warmup), '--sets', String(a.sets)],
-    { encoding: 'utf8' },
-  );
-  if (r.status !== 0) return { error: `python3 ${script} failed (${r.status}): ${(r.stderr || r.error?.message || '').trim().slice(-2000)}` };
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  try {
-    return JSON.parse(line) as TorchResult;
-  } catch {
-    return { error: `could not parse torch output: ${line.slice(0, 500)}` };
-  }
+  return runTorchReference<TorchResult>('torch_gemm.py', ['--m', a.m, '--iters', a.iters, '--warmup', a.warmup, '--sets', a.sets]);
 }
 
 function main(): void {

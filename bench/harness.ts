@@ -3,6 +3,10 @@
  * calls, and the device's copy ceiling measured through the runtime (a large device-to-device copy,
  * counting the bytes read plus the bytes written), against which memory-bound kernels are reported.
  */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { CudaEvent, synchronize } from '../src/runtime/cuda.js';
 import type { Device } from '../src/runtime/device.js';
 import { Tensor } from '../src/runtime/tensor.js';
@@ -80,5 +84,23 @@ export function copyCeiling(device: Device, opts: CeilingOptions = {}): number {
   } finally {
     src.dispose();
     dst.dispose();
+  }
+}
+
+/**
+ * Runs the PyTorch reference bench/<script> with `args` in this same run and parses the JSON object
+ * on the last line of its stdout. Failures come back as {error} so the Aerie figures still print.
+ */
+export function runTorchReference<T>(script: string, args: readonly (string | number)[]): T | { error: string } {
+  const here = dirname(fileURLToPath(import.meta.url)); // bench/ (vitest) or dist/bench/ (compiled)
+  const path = [join(here, '../../bench', script), join(here, script)].find((p) => existsSync(p));
+  if (!path) return { error: `bench/${script} not found` };
+  const r = spawnSync('python3', [path, ...args.map(String)], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0) return { error: `python3 ${path} failed (${r.status}): ${(r.stderr || r.error?.message || '').trim().slice(-2000)}` };
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  try {
+    return JSON.parse(line) as T;
+  } catch {
+    return { error: `could not parse torch output: ${line.slice(0, 500)}` };
   }
 }

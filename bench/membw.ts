@@ -11,17 +11,15 @@
  *
  *   node dist/bench/membw.js [--rows 32768] [--cols 4096] [--iters 30] [--warmup 5] [--no-torch] [--out PATH]
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Tensor } from '../src/runtime/tensor.js';
 import { tidy } from '../src/runtime/scope.js';
 import { cudaAvailable, cudaUnavailableReason, deviceName, emptyCache, synchronize } from '../src/runtime/cuda.js';
 import { add } from '../src/runtime/ops/elementwise.js';
 import { addRmsnorm, addRmsnormBackward, rmsnorm, rmsnormBackward } from '../src/runtime/ops/norm.js';
 import { swiglu, swigluBackward, swigluFused, swigluFusedBackward } from '../src/runtime/ops/activation.js';
-import { copyCeiling, timeCuda } from './harness.js';
+import { copyCeiling, timeCuda, runTorchReference } from './harness.js';
 
 interface Args {
   rows: number;
@@ -174,21 +172,7 @@ interface TorchResult {
 }
 
 function runTorch(a: Args): TorchResult | { error: string } {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const script = [join(here, '../../bench/torch_membw.py'), join(here, 'torch_membw.py')].find((p) => existsSync(p));
-  if (!script) return { error: 'bench/torch_membw.py not found' };
-  const r = spawnSync(
-    'python3',
-    [script, '--rows', String(a.rows), '--cols', String(a.cols), '--iters', String(a.iters), '--warmup', String(a.warmup)],
-    { encoding: 'utf8' },
-  );
-  if (r.status !== 0) return { error: `python3 ${script} failed (${r.status}): ${(r.stderr || r.error?.message || '').trim().slice(-2000)}` };
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  try {
-    return JSON.parse(line) as TorchResult;
-  } catch {
-    return { error: `could not parse torch output: ${line.slice(0, 500)}` };
-  }
+  return runTorchReference<TorchResult>('torch_membw.py', ['--rows', a.rows, '--cols', a.cols, '--iters', a.iters, '--warmup', a.warmup]);
 }
 
 function main(): void {

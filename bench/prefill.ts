@@ -11,11 +11,9 @@
  *
  *   node dist/bench/prefill.js [--batch 8] [--seq 2048] [--iters 20] [--warmup 3] [--no-torch] [--out PATH]
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { timeCudaAll } from './harness.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { timeCudaAll, runTorchReference } from './harness.js';
 import { createCausalLM } from '../src/models/load.js';
 import { presetConfig } from '../src/models/presets.js';
 import { randomSource } from '../src/models/weights.js';
@@ -66,21 +64,7 @@ interface TorchResult {
 }
 
 function runTorch(a: Args, taps: number[]): TorchResult | { error: string } {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const script = [join(here, '../../bench/torch_prefill.py'), join(here, 'torch_prefill.py')].find((p) => existsSync(p));
-  if (!script) return { error: 'bench/torch_prefill.py not found' };
-  const r = spawnSync(
-    'python3',
-    [script, '--batch', String(a.batch), '--seq', String(a.seq), '--iters', String(a.iters), '--warmup', String(a.warmup), '--taps', taps.join(',')],
-    { encoding: 'utf8', maxBuffer: 64 << 20 },
-  );
-  if (r.status !== 0) return { error: `python3 ${script} failed (${r.status}): ${(r.stderr || r.error?.message || '').trim().slice(-2000)}` };
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  try {
-    return JSON.parse(line) as TorchResult;
-  } catch {
-    return { error: `could not parse torch output: ${line.slice(0, 500)}` };
-  }
+  return runTorchReference<TorchResult>('torch_prefill.py', ['--batch', a.batch, '--seq', a.seq, '--iters', a.iters, '--warmup', a.warmup, '--taps', taps.join(',')]);
 }
 
 function main(): void {
