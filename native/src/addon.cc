@@ -90,6 +90,11 @@ void RegisterRuntime(Napi::Env env, Napi::Object exports) {
     return info.Env().Undefined();
   });
 
+  Export(env, exports, "setProfilerActive", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    SetProfilerActive(static_cast<int>(ArgInt(info, 0, "device")), ArgBool(info, 1, "on"));
+    return info.Env().Undefined();
+  });
+
   // Streams
   Export(env, exports, "createStream", [](const Napi::CallbackInfo& info) -> Napi::Value {
     int device = static_cast<int>(ArgInt(info, 0, "device"));

@@ -8,6 +8,10 @@
 
 #include "allocator.h"
 
+#if defined(AERIE_WITH_CUDA)
+#include <cuda_profiler_api.h>
+#endif
+
 namespace aerie {
 
 #if defined(AERIE_WITH_CUDA)
@@ -141,6 +145,11 @@ void SynchronizeStream(int device, cudaStream_t stream) {
 void SynchronizeDevice(int device) {
   DeviceGuard guard(device);
   CheckCuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+}
+
+void SetProfilerActive(int device, bool on) {
+  DeviceGuard guard(device);
+  CheckCuda(on ? cudaProfilerStart() : cudaProfilerStop(), on ? "cudaProfilerStart" : "cudaProfilerStop");
 }
 
 cudaEvent_t CreateEvent(int device, bool timing) {
@@ -330,6 +339,7 @@ cudaStream_t CreateStream(int) { NoCuda("createStream"); }
 void DestroyStream(int, cudaStream_t) {}
 void SynchronizeStream(int, cudaStream_t) { NoCuda("synchronize"); }
 void SynchronizeDevice(int) { NoCuda("synchronize"); }
+void SetProfilerActive(int, bool) { NoCuda("profilerRange"); }
 cudaEvent_t CreateEvent(int, bool) { NoCuda("createEvent"); }
 void DestroyEvent(cudaEvent_t) {}
 void RecordEvent(cudaEvent_t, cudaStream_t) { NoCuda("recordEvent"); }

@@ -53,6 +53,8 @@ cudaStream_t CreateStream(int device);
 void DestroyStream(int device, cudaStream_t stream);
 void SynchronizeStream(int device, cudaStream_t stream);
 void SynchronizeDevice(int device);
+// cudaProfilerStart / Stop: brackets the region a profiler started with --profile-from-start off records.
+void SetProfilerActive(int device, bool on);
 
 cudaEvent_t CreateEvent(int device, bool timing);
 void DestroyEvent(cudaEvent_t event);

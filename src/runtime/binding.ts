@@ -35,6 +35,8 @@ export interface CoreBinding {
   resetPeakStats(device: number): void;
   emptyCache(device: number): void;
   synchronize(device: number, stream?: StreamHandle): void;
+  /** cudaProfilerStart (true) / cudaProfilerStop (false). */
+  setProfilerActive(device: number, on: boolean): void;
   createStream(device: number): StreamHandle;
   destroyStream(stream: StreamHandle): void;
   /** `undefined` restores the device's default stream. */

@@ -25,6 +25,20 @@ export function synchronize(device: Device): void {
   if (device !== 'cpu') native().synchronize(cudaIndex(device, 'synchronize'));
 }
 
+/**
+ * Runs fn with the CUDA profiler recording (cudaProfilerStart/Stop): with `ncu --profile-from-start
+ * off` only the kernels fn launches are profiled.
+ */
+export function profilerRange<T>(device: Device, fn: () => T): T {
+  const i = cudaIndex(device, 'profilerRange');
+  native().setProfilerActive(i, true);
+  try {
+    return fn();
+  } finally {
+    native().setProfilerActive(i, false);
+  }
+}
+
 /** The caching allocator's statistics: bytes in use, peak, reserved. */
 export function memoryStats(device: Device): AllocatorStats {
   return native().allocatorStats(cudaIndex(device, 'memoryStats'));
