@@ -9,7 +9,7 @@
  * (CUDA events, calls queued back to back). bench/torch_membw.py runs torch's own copy (and its
  * eager versions of the same ops) in the same run for reference.
  *
- *   node dist/bench/membw.js [--rows 32768] [--cols 4096] [--iters 30] [--warmup 5] [--no-torch] [--out PATH]
+ *   node dist/bench/membw.js [--rows 32768] [--cols 4096] [--iters 30] [--warmup 5] [--only NAME-PART] [--no-torch] [--out PATH]
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,6 +27,7 @@ interface Args {
   iters: number;
   warmup: number;
   torch: boolean;
+  only?: string;
   out?: string;
 }
 
@@ -44,6 +45,7 @@ function parseArgs(argv: string[]): Args {
       case '--iters': a.iters = Number(next()); break;
       case '--warmup': a.warmup = Number(next()); break;
       case '--no-torch': a.torch = false; break;
+      case '--only': a.only = next(); break;
       case '--out': a.out = next(); break;
       default: throw new Error(`unknown argument ${argv[i]}`);
     }
@@ -181,7 +183,7 @@ function main(): void {
   const ceiling = copyCeiling(DEVICE, { warmup: a.warmup, iters: a.iters });
   const gbs = (bytes: number, ms: number) => bytes / (ms * 1e-3) / 1e9;
 
-  const rows = cases(a.rows, a.cols).map((c) => {
+  const rows = cases(a.rows, a.cols).filter((c) => !a.only || c.name.includes(a.only)).map((c) => {
     const { run, dispose } = c.setup();
     const ms = timeCuda(run, { warmup: a.warmup, iters: a.iters, device: DEVICE });
     dispose();

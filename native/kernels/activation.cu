@@ -11,6 +11,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
@@ -24,27 +25,32 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// Forward: each thread takes kFwdPacks packs at a time (a batch: packs p, p + stride, ..., stride =
-// the grid's threads), and loads the next batch before computing this one, so its loads are in flight
+// Forward: each thread takes P packs at a time (a batch: packs p, p + stride, ..., stride = the
+// grid's threads), and loads the next batch before computing this one, so its loads are in flight
 // while the exp runs. A pack's row and column are tracked by adding the stride with a carry (no
-// division per pack). The grid is what the launch bounds keep resident at once, so every block does
-// the same work in a single wave.
-constexpr int kFwdPacks = 2;
-constexpr int kFwdBlocksPerSm = 3;  // guaranteed resident by the launch bounds (<= 80 registers)
+// division per pack). The grid is what the launch bounds keep resident at once (B blocks per
+// multiprocessor), so every block does the same work in a single wave. The exp's issue time is
+// close to the memory time, so (P, B) trade loads in flight against registers; the default is the
+// fastest measured on an H200 (bench/membw.ts), AERIE_SWIGLU_FWD="P,B" picks another compiled pair
+// (for tuning on other GPUs).
+struct SwigluFwdConfig {
+  int packs, blocks_per_sm;
+};
+constexpr SwigluFwdConfig kSwigluFwdConfigs[] = {{2, 3}, {1, 4}, {1, 5}, {2, 2}, {4, 2}};
 
-template <typename T, int N>
+template <typename T, int N, int P>
 struct SwigluBatch {
-  ew::Pack<T, N> g[kFwdPacks], u[kFwdPacks];
-  int64_t out_off[kFwdPacks];  // element offset of each pack in out; -1 past the end
+  ew::Pack<T, N> g[P], u[P];
+  int64_t out_off[P];  // element offset of each pack in out; -1 past the end
 };
 
 // Loads the batch whose first pack is p (row r, pack column c; both advanced past the batch).
-template <typename T, int N>
+template <typename T, int N, int P>
 __device__ __forceinline__ void LoadSwigluBatch(const T* __restrict__ gate, const T* __restrict__ up, int64_t in_stride, int64_t inter,
                                                 int64_t per_row, int64_t total, int64_t p, int64_t stride, int64_t step_r, int64_t step_c,
-                                                int64_t& r, int64_t& c, SwigluBatch<T, N>& b) {
+                                                int64_t& r, int64_t& c, SwigluBatch<T, N, P>& b) {
 #pragma unroll
-  for (int i = 0; i < kFwdPacks; ++i) {
+  for (int i = 0; i < P; ++i) {
     if (p + i * stride < total) {
       const int64_t in = r * in_stride + c * N;
       b.g[i] = *reinterpret_cast<const ew::Pack<T, N>*>(gate + in);
@@ -62,8 +68,8 @@ __device__ __forceinline__ void LoadSwigluBatch(const T* __restrict__ gate, cons
   }
 }
 
-template <typename T, int N>
-__global__ void __launch_bounds__(kThreads, kFwdBlocksPerSm)
+template <typename T, int N, int P, int B>
+__global__ void __launch_bounds__(kThreads, B)
     SwigluKernel(const T* __restrict__ gate, const T* __restrict__ up, int64_t in_stride, T* __restrict__ out, int64_t rows, int64_t inter) {
   const int64_t per_row = inter / N;
   const int64_t total = rows * per_row;
@@ -71,14 +77,14 @@ __global__ void __launch_bounds__(kThreads, kFwdBlocksPerSm)
   const int64_t step_r = stride / per_row, step_c = stride - step_r * per_row;
   int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   int64_t r = p / per_row, c = p - r * per_row;
-  SwigluBatch<T, N> cur;
-  if (p < total) LoadSwigluBatch<T, N>(gate, up, in_stride, inter, per_row, total, p, stride, step_r, step_c, r, c, cur);
-  for (; p < total; p += kFwdPacks * stride) {
-    SwigluBatch<T, N> next;
-    const int64_t pn = p + kFwdPacks * stride;
-    if (pn < total) LoadSwigluBatch<T, N>(gate, up, in_stride, inter, per_row, total, pn, stride, step_r, step_c, r, c, next);
+  SwigluBatch<T, N, P> cur;
+  if (p < total) LoadSwigluBatch<T, N, P>(gate, up, in_stride, inter, per_row, total, p, stride, step_r, step_c, r, c, cur);
+  for (; p < total; p += P * stride) {
+    SwigluBatch<T, N, P> next;
+    const int64_t pn = p + P * stride;
+    if (pn < total) LoadSwigluBatch<T, N, P>(gate, up, in_stride, inter, per_row, total, pn, stride, step_r, step_c, r, c, next);
 #pragma unroll
-    for (int i = 0; i < kFwdPacks; ++i) {
+    for (int i = 0; i < P; ++i) {
       if (cur.out_off[i] >= 0) {
         float o[N];
 #pragma unroll
@@ -109,10 +115,35 @@ __global__ void SwigluBackwardKernel(const T* __restrict__ dout, const T* __rest
   }
 }
 
+template <typename T, int N, int P, int B>
+void LaunchSwigluWith(const T* g, const T* u, int64_t in_stride, T* o, int64_t rows, int64_t inter, cudaStream_t stream) {
+  const unsigned grid = ew::GridFor(rows * (inter / N), static_cast<int64_t>(kThreads) * P, B);
+  SwigluKernel<T, N, P, B><<<grid, kThreads, 0, stream>>>(g, u, in_stride, o, rows, inter);
+}
+
+// Index into kSwigluFwdConfigs: 0, or the pair AERIE_SWIGLU_FWD names.
+int SwigluFwdConfigIndex() {
+  static const int index = [] {
+    const char* e = std::getenv("AERIE_SWIGLU_FWD");
+    if (!e || !*e) return 0;
+    for (int i = 0; i < static_cast<int>(sizeof(kSwigluFwdConfigs) / sizeof(kSwigluFwdConfigs[0])); ++i) {
+      const std::string name = std::to_string(kSwigluFwdConfigs[i].packs) + "," + std::to_string(kSwigluFwdConfigs[i].blocks_per_sm);
+      if (name == e) return i;
+    }
+    throw std::invalid_argument(std::string("AERIE_SWIGLU_FWD=") + e + " is not a compiled pair (2,3 1,4 1,5 2,2 4,2)");
+  }();
+  return index;
+}
+
 template <typename T, int N>
 void LaunchSwiglu(const T* g, const T* u, int64_t in_stride, T* o, int64_t rows, int64_t inter, cudaStream_t stream) {
-  const unsigned grid = ew::GridFor(rows * (inter / N), static_cast<int64_t>(kThreads) * kFwdPacks, kFwdBlocksPerSm);
-  SwigluKernel<T, N><<<grid, kThreads, 0, stream>>>(g, u, in_stride, o, rows, inter);
+  switch (SwigluFwdConfigIndex()) {
+    case 1: LaunchSwigluWith<T, N, 1, 4>(g, u, in_stride, o, rows, inter, stream); break;
+    case 2: LaunchSwigluWith<T, N, 1, 5>(g, u, in_stride, o, rows, inter, stream); break;
+    case 3: LaunchSwigluWith<T, N, 2, 2>(g, u, in_stride, o, rows, inter, stream); break;
+    case 4: LaunchSwigluWith<T, N, 4, 2>(g, u, in_stride, o, rows, inter, stream); break;
+    default: LaunchSwigluWith<T, N, 2, 3>(g, u, in_stride, o, rows, inter, stream); break;
+  }
 }
 
 bool PackFits(int N, std::initializer_list<int64_t> sizes, std::initializer_list<const void*> ptrs) {

@@ -69,14 +69,8 @@ AERIE_HD float RintF(float a) {  // to nearest, ties to even
 #endif
 }
 
-// exp(x) for x <= 0 within 1 ulp (checked over every float), identical on host and device:
-// x = n ln2 + r with |r| <= ln2/2 (Cody-Waite; the high part of ln2 has 16 bits, so n * hi is
-// exact), a degree-7 Taylor polynomial (truncation below 2^-27 on that interval), then the scale by
-// 2^n in two steps: 2^(n+32), exact, then 2^-32, which rounds once where the result is subnormal.
-// 0 at -104 and below (exp(x) < 2^-150 rounds to 0) and for NaN; 1 for x >= 0.
-AERIE_HD float ExpNonPositive(float x) {
-  if (!(x > -104.0f)) return 0.0f;
-  if (x >= 0.0f) return 1.0f;
+// The general path of ExpNonPositive, for x in [-104, 0].
+AERIE_HD float ExpCore(float x) {
 #if defined(__CUDA_ARCH__)
   // n = RintF(x * log2e) without the conversion pipe (the host's loop is checked against this over
   // every float in (-104, 0)): t = x*log2e + 1.5*2^23 lies in [2^23, 2^24), where the floats are
@@ -106,11 +100,35 @@ AERIE_HD float ExpNonPositive(float x) {
   return MulF(MulF(p, scale), 2.3283064365386963e-10f);  // * 2^-32
 }
 
+// exp(x) for x <= 0 within 1 ulp (checked over every float), identical on host and device:
+// x = n ln2 + r with |r| <= ln2/2 (Cody-Waite; the high part of ln2 has 16 bits, so n * hi is
+// exact), a degree-7 Taylor polynomial (truncation below 2^-27 on that interval), then the scale by
+// 2^n in two steps: 2^(n+32), exact, then 2^-32, which rounds once where the result is subnormal.
+// 0 at -104 and below (exp(x) < 2^-150 rounds to 0) and for NaN; 1 for x >= 0.
+AERIE_HD float ExpNonPositive(float x) {
+  if (!(x > -104.0f)) return 0.0f;
+  if (x >= 0.0f) return 1.0f;
+  return ExpCore(x);
+}
+
+// exp(-|g|): the same bits as ExpNonPositive(-|g|) for every float g (checked over all 2^32), with
+// its two range checks folded into one clamp. -|g| >= 0 only at -0, which ExpCore maps to exactly 1;
+// at -104 ExpCore rounds to 0 like the early return below it, and the clamp maps a NaN to -104 (0, as
+// before). SwiGLU's forward is issue-bound, so the compares and selects saved matter there.
+AERIE_HD float ExpNegAbs(float g) {
+#if defined(__CUDA_ARCH__)
+  return ExpCore(fmaxf(-fabsf(g), -104.0f));
+#else
+  const float x = -std::fabs(g);
+  return ExpCore(x > -104.0f ? x : -104.0f);  // as fmaxf on the device; std::fmax keeps a signaling NaN
+#endif
+}
+
 // s = sigmoid(g) and 1 - s, neither by cancellation: with e = exp(-|g|) in (0, 1], the larger of the
 // two is 1/(1+e) and the smaller e/(1+e), computed as e times the larger. NaN gives s = 0, so
 // silu(NaN) = NaN * 0 = NaN.
 AERIE_HD void Sigmoid(float g, float* s, float* one_minus_s) {
-  const float e = ExpNonPositive(g < 0.0f ? g : -g);
+  const float e = ExpNegAbs(g);
   const float big = RcpF(AddF(1.0f, e));
   const float small = MulF(e, big);
   if (g >= 0.0f) {

@@ -20,6 +20,10 @@
  * float32 workspace and PagedAttentionCombineKernel (one block per query row) rescales the splits:
  * out = sum_s 2^(m_s - M) acc_s / sum_s 2^(m_s - M) l_s. Every split writes its partial even when
  * it holds no keys (m = -inf, l = 0, acc = 0), so the combine never reads stale values.
+ *
+ * Both kernels are launched with programmatic dependent launch (pdl.h) and wait for the kernel
+ * before them before reading anything: at decode sizes they run a few microseconds, about what a
+ * launch costs, so overlapping the launches matters.
  */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -30,6 +34,7 @@
 #include <string>
 
 #include "paged_attention.h"
+#include "pdl.h"
 
 namespace aerie {
 namespace {
@@ -127,6 +132,9 @@ __global__ void __launch_bounds__(kWarps * 32) PagedAttentionSplitKernel(const T
   constexpr int VEC = Vec16<T>::N;
   const int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  // Everything below reads what earlier kernels wrote (q, the cache, seq_lens, the table).
+  PdlAllowDependents();
+  PdlWaitForPrimary();
   const int L = p.lanes_per_key, groups = 32 / L;
   const int li = lane % L, gi = lane / L;
   const int nvec = p.head_dim / VEC;
@@ -274,6 +282,8 @@ template <typename T>
 __global__ void PagedAttentionCombineKernel(const float* __restrict__ workspace, T* __restrict__ out, int num_splits,
                                             int head_dim) {
   extern __shared__ float weight[];  // [num_splits]
+  PdlAllowDependents();
+  PdlWaitForPrimary();  // the split kernel's partials
   const int64_t row = blockIdx.x;
   const int stride = head_dim + 2;
   const float* ws = workspace + row * num_splits * static_cast<int64_t>(stride);
@@ -306,8 +316,8 @@ template <typename T, int NV>
 void LaunchSplit(const PagedAttentionArgs& a, const SplitParams& p, cudaStream_t stream) {
   constexpr int U = NV >= 4 ? 1 : 4 / NV;
   dim3 grid(static_cast<unsigned>(a.num_splits), static_cast<unsigned>(a.kv_heads), static_cast<unsigned>(a.batch));
-  PagedAttentionSplitKernel<T, NV, U><<<grid, kWarps * 32, 0, stream>>>(
-      static_cast<const T*>(a.q), static_cast<const T*>(a.k_cache), static_cast<const T*>(a.v_cache), static_cast<T*>(a.out), p);
+  LaunchPdl(PagedAttentionSplitKernel<T, NV, U>, grid, dim3(kWarps * 32), 0, stream, static_cast<const T*>(a.q),
+            static_cast<const T*>(a.k_cache), static_cast<const T*>(a.v_cache), static_cast<T*>(a.out), p);
 }
 
 template <typename T>
@@ -347,8 +357,9 @@ void LaunchAttention(const PagedAttentionArgs& a, cudaStream_t stream) {
   }
   if (a.num_splits > 1) {
     const int64_t rows = a.batch * a.queries * a.heads;
-    PagedAttentionCombineKernel<T><<<static_cast<unsigned>(rows), 128, a.num_splits * sizeof(float), stream>>>(
-        a.workspace, static_cast<T*>(a.out), static_cast<int>(a.num_splits), static_cast<int>(a.head_dim));
+    LaunchPdl(PagedAttentionCombineKernel<T>, dim3(static_cast<unsigned>(rows)), dim3(128), a.num_splits * sizeof(float), stream,
+              static_cast<const float*>(a.workspace), static_cast<T*>(a.out), static_cast<int>(a.num_splits),
+              static_cast<int>(a.head_dim));
   }
 }
 

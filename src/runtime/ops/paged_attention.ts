@@ -43,16 +43,17 @@ export interface PagedAttentionOptions {
 
 /**
  * The default number of CUDA key partitions over the table's capacity (maxBlocks * blockSize,
- * host-known, so a captured graph stays valid for any seqLens): enough blocks to cover the GPU's
- * ~132 multiprocessors twice (batch * kvHeads * splits >= 264), at least 32 tokens a split, at most
- * 64 splits. Each warp walks its split's keys with dependent loads, so a long split is latency-bound:
- * on an H200 (ncu, 2026-11-28), batch-1 decode with 8 kv heads and 256 tokens a split (8 blocks)
- * spent ~50 us a layer here at a 128-token context.
+ * host-known, so a captured graph stays valid for any seqLens): a split per 8 tokens (one pass of
+ * a warp's key loop), but no more than 8 blocks per multiprocessor of an H200/H100 (132) over
+ * batch * kvHeads, and at most 256. A warp walks its split's keys with dependent loads, so at decode
+ * sizes the time is the number of passes, not the bytes: on an H200 (ncu, 2026-11-28) batch-1
+ * decode with 8 kv heads spent ~50 us a layer here with 8 blocks of 256 tokens, and 13.4 us with
+ * 9 splits of 32 tokens (context 256).
  */
 export function pagedAttentionSplits(capacity: number, batch: number, kvHeads: number): number {
-  const byLength = Math.ceil(capacity / 32);
-  const byParallelism = Math.max(1, Math.ceil(264 / Math.max(1, batch * kvHeads)));
-  return Math.max(1, Math.min(byLength, 64, byParallelism));
+  const byLength = Math.ceil(capacity / 8);
+  const byParallelism = Math.max(1, Math.ceil((8 * 132) / Math.max(1, batch * kvHeads)));
+  return Math.max(1, Math.min(byLength, 256, byParallelism));
 }
 
 /**
