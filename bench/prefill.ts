@@ -100,8 +100,17 @@ function main(): void {
   };
 
   resetPeakMemory(DEVICE);
-  const timing = timeCudaAll(() => tidy(() => void model.forward(inputs)), { warmup: a.warmup, iters: a.iters, device: DEVICE });
+  // cudaMalloc inside the timed loop would mean the caching allocator never settles (and syncs).
+  let mallocsBefore = 0;
+  const timing = timeCudaAll(
+    (i) => {
+      if (i === a.warmup) mallocsBefore = memoryStats(DEVICE).numCudaMallocs;
+      tidy(() => void model.forward(inputs));
+    },
+    { warmup: a.warmup, iters: a.iters, device: DEVICE },
+  );
   synchronize(DEVICE);
+  const timedMallocs = memoryStats(DEVICE).numCudaMallocs - mallocsBefore;
   const peakBytes = memoryStats(DEVICE).peakBytesInUse;
   const weightBytes = model.weightBytes();
 
@@ -123,7 +132,7 @@ function main(): void {
   const tokps = (ms: number) => T / (ms / 1000);
   const tflops = (ms: number) => flops / (ms / 1000) / 1e12;
   console.log(`prefill: Llama-3.1-8B shapes, random bf16 weights, ${B} x ${L} tokens packed, taps [${taps.join(', ')}], logits at the ${B} last positions`);
-  console.log(`device ${deviceName(DEVICE)}; median of ${a.iters} after ${a.warmup} warmup; peak ${(peakBytes / 2 ** 30).toFixed(1)} GiB in use`);
+  console.log(`device ${deviceName(DEVICE)}; median of ${a.iters} after ${a.warmup} warmup; peak ${(peakBytes / 2 ** 30).toFixed(1)} GiB in use; ${timedMallocs} cudaMalloc calls while timed; min ${Math.min(...timing.all).toFixed(1)} ms`);
   console.log(`aerie:                        ${aerieMs.toFixed(1)} ms  ${tokps(aerieMs).toFixed(0)} tokens/s  ${tflops(aerieMs).toFixed(0)} TFLOP/s`);
   if (t) {
     console.log(`transformers ${t.transformers} (torch ${t.torch}, ${t.attn_implementation}), logits_to_keep=1: ${t.keep1_ms.toFixed(1)} ms  ${tokps(t.keep1_ms).toFixed(0)} tokens/s`);

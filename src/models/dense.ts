@@ -42,7 +42,8 @@ import { linear, matmul } from '../runtime/ops/matmul.js';
 import { addRmsnorm, rmsnorm } from '../runtime/ops/norm.js';
 import { pagedAttention, cacheWrite } from '../runtime/ops/paged_attention.js';
 import { rotary } from '../runtime/ops/rotary.js';
-import { qkvRotary } from '../runtime/ops/qkv_rotary.js';
+import { qkvRotary, qkvRotaryCache } from '../runtime/ops/qkv_rotary.js';
+import { fusedLinear } from '../runtime/ops/fused_linear.js';
 import { type RopeConfig as RuntimeRope, ropeInvFreq } from '../runtime/ops/rope_params.js';
 import { swigluFused } from '../runtime/ops/activation.js';
 import { DTYPE_BYTES, type DType } from '../runtime/dtype.js';
@@ -76,6 +77,12 @@ export function runtimeRope(cfg: ModelConfig): RuntimeRope {
 
 /** Steps of at least this many tokens fold the residual adds into the o and down GEMMs. */
 const GEMM_RESIDUAL_MIN_TOKENS = 128;
+/**
+ * Paged steps of at most this many tokens (decode, draft verification) run the fused path: four
+ * few-row GEMVs with their norms, SwiGLU and residual adds folded in, and one pass for q/k norm +
+ * rotary + cache write. The CUDA GEMV handles up to 8 rows; fusedLinear composes the plain ops beyond.
+ */
+const FUSED_MAX_TOKENS = 8;
 
 /** A view of `count` elements of t starting at element `offset`, with `shape`. */
 function view(t: Tensor, offset: number, shape: Shape): Tensor {
@@ -141,6 +148,7 @@ export class DenseCausalLM implements CausalLM {
     if (inputs.kv && inputs.kv.cache.numLayers !== this.numLayers) {
       throw new TypeError(`forward: the KV cache has ${inputs.kv.cache.numLayers} layers, the model ${this.numLayers}`);
     }
+    if (att.kind === 'paged' && T <= FUSED_MAX_TOKENS && process.env.AERIE_UNFUSED_DECODE !== '1') return this.forwardFused(inputs, taps);
     return tidy(() => {
       const w = this.weights;
       const tapped = new Map<number, Tensor>();
@@ -169,6 +177,78 @@ export class DenseCausalLM implements CausalLM {
       if (rows !== undefined) {
         const picked = rows === 'all' ? y! : rmsnorm(embedding(x, rows), w.norm, this.config.rmsNormEps).y;
         logits = linear(picked, w.lmHead, undefined, { outDType: 'float32', out: inputs.logitsOut });
+      }
+      return { logits, taps: tapped };
+    });
+  }
+
+  /**
+   * The paged path for steps of few tokens: per layer
+   *
+   *   qkv = fusedLinear(x, Wqkv, norm: inputNorm)                    rmsnorm prologue
+   *   q   = qkvRotaryCache(qkv, ...)                                 q/k norm, rotary, k and v to the cache
+   *   o   = pagedAttention(q, cache)
+   *   h   = fusedLinear(o, Wo, residual: x)                          x + o Wo^T (in place unless x is a tap)
+   *   act = fusedLinear(h, WgateUp, norm: postNorm, swiglu)          rmsnorm prologue, SwiGLU epilogue
+   *   x   = fusedLinear(act, Wdown, residual: h)                     in place into h
+   *
+   * and the head with the final norm as its prologue. Every rounding point is the unfused path's, so
+   * the results are the same (on CUDA up to the order of the norms' fp32 sums).
+   */
+  private forwardFused(inputs: ForwardInputs, taps: number[]): ForwardOutput {
+    const att = inputs.attention;
+    if (att.kind !== 'paged' || !inputs.kv) throw new TypeError('forwardFused: needs paged attention and a KV cache');
+    const { cache, slotMapping } = inputs.kv;
+    const cfg = this.config;
+    const eps = cfg.rmsNormEps;
+    const T = inputs.ids.shape[0];
+    const nH = this.numHeads;
+    const hd = this.headDim;
+    const B = att.seqLens.shape[0];
+    return tidy(() => {
+      const w = this.weights;
+      const tapped = new Map<number, Tensor>();
+      let x = embedding(w.embed, inputs.ids);
+      if (taps.includes(0)) tapped.set(0, x);
+      for (let l = 0; l < this.numLayers; l++) {
+        const lw = w.layers[l];
+        const a = lw.attn;
+        const xIn = x;
+        const sliding = cfg.layerTypes[l] === 'sliding_attention' && cfg.slidingWindow !== null;
+        x = tidy(() => {
+          const qkv = fusedLinear(xIn, a.qkv, { norm: { weight: lw.inputNorm, eps }, bias: a.qkvBias ?? undefined });
+          const q = qkvRotaryCache(qkv, inputs.positions, this.invFreq, {
+            heads: nH,
+            kvHeads: this.numKvHeads,
+            headDim: hd,
+            attentionScaling: this.ropeScaling,
+            qNorm: a.qNorm ?? undefined,
+            kNorm: a.kNorm ?? undefined,
+            eps,
+            kCache: cache.k[l],
+            vCache: cache.v[l],
+            slotMapping,
+          });
+          qkv.dispose();
+          const qb = att.queries === 1 ? q.reshape([B, nH, hd]) : q.reshape([B, att.queries, nH, hd]);
+          const o = pagedAttention(qb, cache.k[l], cache.v[l], att.blockTable, att.seqLens, { window: sliding ? cfg.slidingWindow! : 0 });
+          q.dispose();
+          // A tapped x must survive the layer: the attention residual then goes to a new tensor.
+          const h = fusedLinear(o.reshape([T, nH * hd]), a.o, { bias: a.oBias ?? undefined, residual: xIn, out: taps.includes(l) ? undefined : xIn });
+          o.dispose();
+          const act = fusedLinear(h, lw.gateUp, { norm: { weight: lw.postNorm, eps }, bias: lw.gateUpBias ?? undefined, swiglu: true });
+          fusedLinear(act, lw.down, { bias: lw.downBias ?? undefined, residual: h, out: h });
+          act.dispose();
+          return h;
+        });
+        if (x !== xIn && tapped.get(l) !== xIn) xIn.dispose();
+        if (taps.includes(l + 1)) tapped.set(l + 1, x);
+      }
+      const rows = inputs.logitRows;
+      let logits: Tensor | null = null;
+      if (rows !== undefined) {
+        const picked = rows === 'all' ? x : embedding(x, rows);
+        logits = fusedLinear(picked, w.lmHead, { norm: { weight: w.norm, eps }, outDType: 'float32', out: inputs.logitsOut });
       }
       return { logits, taps: tapped };
     });

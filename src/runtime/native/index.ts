@@ -15,6 +15,7 @@ import type { LossNative } from './loss.js';
 import type { OptimizerNative } from './optimizer.js';
 import type { SamplingNative } from './sampling.js';
 import type { CollectivesNative } from './collectives.js';
+import type { FusedGemvNative } from './fused_gemv.js';
 
 export interface KernelFamilies
   extends MatmulNative,
@@ -29,4 +30,5 @@ export interface KernelFamilies
     LossNative,
     OptimizerNative,
     SamplingNative,
-    CollectivesNative {}
+    CollectivesNative,
+    FusedGemvNative {}

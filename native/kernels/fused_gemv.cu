@@ -1,0 +1,441 @@
+/*
+ * The fused few-rows GEMV of decode (fused_gemv.h): out = epilogue(rmsnorm?(x) @ W^T + bias) in one
+ * kernel, for bf16/f16 x and W, M <= 8 rows, K % 8 == 0, 16-byte aligned x and W.
+ *
+ * Memory-bound: every byte of W is read once, so the kernel is built around streaming W.
+ *   - One warp per output column: column n (W row n), or for swiglu the pair (gate row i, up row
+ *     I + i), both rows streamed together. 8 warps (columns) per block, one block per 8 columns.
+ *   - A lane reads chunks lane, lane + 32, ... (16 bytes = 8 elements each) of its row(s) with
+ *     ld.global.nc.L1::no_allocate, keeping kLoads chunks in flight in a register ring: consuming
+ *     slot u refills it with the chunk kLoads/R further on. kLoads = 16 for M <= 2 (for K = 4096 a
+ *     plain lane's whole row, 16 x 16 B, is requested before any math), 8 above (the M accumulators
+ *     and x chunks need the registers).
+ *   - Programmatic dependent launch (pdl.h): the first ring of W chunks is requested before
+ *     PdlWaitForPrimary(), so the weight stream starts under the previous kernel's tail. Nothing
+ *     else is read, and nothing written, before the wait.
+ *   - fp32 FMAs per lane, then a 5-step xor-shuffle sum; lane r finishes row r.
+ *   - Registers: the ring alone is 4 * kLoads per lane, so M = 1 with 16 loads in flight cannot fit
+ *     in 64; ptxas gives 96 (plain) to 108 (norm or swiglu), capped at 128 (kMinBlocks): 2 blocks,
+ *     16 warps per SM, 128 KiB of W in flight per SM, several times the ~30 KiB that 4.8 TB/s needs
+ *     at ~800 ns latency. A cap of 80 (3 blocks) spills. Each refill is in its own conditional block
+ *     (below): without that, ptxas hoists refills and x loads and needs ~150 registers.
+ *   - Norm prologue: each block normalises the M rows of x itself (a few KiB, from L2) into shared
+ *     memory, rounded to x's dtype, then the dot products read y from there.
+ *
+ * Same bits as the unfused ops on CUDA (rmsnorm -> linear -> swigluFused -> add):
+ *   - The dot products: each lane accumulates its chunks in increasing order, 8 FMAs per chunk in
+ *     element order, then the same shuffle tree: MatmulGemvCuda's GemvKernel (matmul.cu) sums in
+ *     exactly this order for any unroll, so acc is identical; + bias, one rounding.
+ *   - The norm: RmsNormCuda's fp32 sum of squares depends on its launch shape. NormPlan reproduces
+ *     that shape (norm.cu PlanRows for 16-byte bf16 packs) and the prologue sums in its order:
+ *     virtual thread t of a row takes packs t, t + W, ... (FMA per element), then the lane-group
+ *     shuffle tree, or for a block per row the warp trees and the warp sums in order; then
+ *     rstd = 1 / sqrt(ss / K + eps) and y = (h * rstd) * w, all round-to-nearest. If norm.cu's plan
+ *     changes, fused_linear.gpu.test.ts's bit-for-bit comparison fails.
+ *   - swiglu: act::Swiglu (activation_math.h) of the gate and up values rounded to the output dtype;
+ *     residual: float(residual) + float(rounded value), one rounding (elementwise add).
+ */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <type_traits>
+
+#include "activation_math.h"
+#include "fused_gemv.h"
+#include "pdl.h"
+
+namespace aerie {
+namespace {
+
+constexpr int kWarps = 8;  // output columns per block
+constexpr int kThreads = kWarps * 32;
+constexpr int kMinBlocks = 2;  // resident blocks per SM at least: caps registers at 128 (see the top)
+constexpr size_t kMaxNormSmem = 160 * 1024;  // bytes of normalised rows (M * K * 2)
+constexpr int kMaxNormWarps = 16;            // warps of rmsnorm's widest block (512 threads)
+
+// 16 bytes of W, read once: bypass L1 so x stays cached there. volatile: never speculated past the
+// end of the row. `pred` false reads nothing (the result is garbage, never used): the first ring is
+// issued as straight-line predicated loads, back to back.
+__device__ __forceinline__ uint4 LoadStreaming(const uint4* p, bool pred = true) {
+  uint4 v;
+  asm volatile(
+      "{\n .reg .pred p;\n setp.ne.b32 p, %5, 0;\n"
+      " @p ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n}"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p), "r"(static_cast<int>(pred)));
+  return v;
+}
+
+// Two packed 16-bit values (element 2i in the low half) to fp32.
+template <typename T>
+__device__ __forceinline__ float2 Unpack2(uint32_t u);
+template <>
+__device__ __forceinline__ float2 Unpack2<__nv_bfloat16>(uint32_t u) {
+  return make_float2(__uint_as_float(u << 16), __uint_as_float(u & 0xffff0000u));
+}
+template <>
+__device__ __forceinline__ float2 Unpack2<__half>(uint32_t u) {
+  __half2 h;
+  static_assert(sizeof(h) == sizeof(u), "half2 is 4 bytes");
+  memcpy(&h, &u, sizeof(u));
+  return __half22float2(h);
+}
+
+// acc += dot(w, x) over 8 packed 16-bit elements, in element order (GemvKernel's Dot8).
+template <typename T>
+__device__ __forceinline__ void Dot8(float& acc, const uint4& w, const uint4& x) {
+  float2 wf, xf;
+  wf = Unpack2<T>(w.x); xf = Unpack2<T>(x.x); acc = fmaf(wf.x, xf.x, acc); acc = fmaf(wf.y, xf.y, acc);
+  wf = Unpack2<T>(w.y); xf = Unpack2<T>(x.y); acc = fmaf(wf.x, xf.x, acc); acc = fmaf(wf.y, xf.y, acc);
+  wf = Unpack2<T>(w.z); xf = Unpack2<T>(x.z); acc = fmaf(wf.x, xf.x, acc); acc = fmaf(wf.y, xf.y, acc);
+  wf = Unpack2<T>(w.w); xf = Unpack2<T>(x.w); acc = fmaf(wf.x, xf.x, acc); acc = fmaf(wf.y, xf.y, acc);
+}
+
+// The 8 elements of a 16-byte pack of T as fp32, in order.
+template <typename T>
+__device__ __forceinline__ void Unpack8(const uint4& p, float (&f)[8]) {
+  float2 a = Unpack2<T>(p.x), b = Unpack2<T>(p.y), c = Unpack2<T>(p.z), d = Unpack2<T>(p.w);
+  f[0] = a.x; f[1] = a.y; f[2] = b.x; f[3] = b.y; f[4] = c.x; f[5] = c.y; f[6] = d.x; f[7] = d.y;
+}
+
+// Two floats rounded to T and packed (lo in the low half). bf16 only: the norm's x dtype.
+template <typename T>
+__device__ __forceinline__ uint32_t Pack2(float lo, float hi);
+template <>
+__device__ __forceinline__ uint32_t Pack2<__nv_bfloat16>(float lo, float hi) {
+  const __nv_bfloat16 a = __float2bfloat16_rn(lo), b = __float2bfloat16_rn(hi);
+  uint16_t ua, ub;
+  memcpy(&ua, &a, 2);
+  memcpy(&ub, &b, 2);
+  return static_cast<uint32_t>(ua) | (static_cast<uint32_t>(ub) << 16);
+}
+
+__device__ __forceinline__ float LoadAny(const void* p, int64_t i, DType t) {
+  switch (t) {
+    case DType::BF16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+    case DType::F16: return __half2float(static_cast<const __half*>(p)[i]);
+    default: return static_cast<const float*>(p)[i];
+  }
+}
+
+__device__ __forceinline__ void StoreAny(void* p, int64_t i, DType t, float v) {
+  switch (t) {
+    case DType::BF16: static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v); break;
+    case DType::F16: static_cast<__half*>(p)[i] = __float2half_rn(v); break;
+    default: static_cast<float*>(p)[i] = v; break;
+  }
+}
+
+// What storing v as t and loading it back gives.
+__device__ __forceinline__ float RoundTo(float v, DType t) {
+  switch (t) {
+    case DType::BF16: return __bfloat162float(__float2bfloat16_rn(v));
+    case DType::F16: return __half2float(__float2half_rn(v));
+    default: return v;
+  }
+}
+
+// y = rmsnorm(x) rounded to T, (M, K) into ys, summed in RmsNormCuda's order (see the top comment):
+// `width` virtual threads per row, `block` when they form a block (warp sums) rather than a lane
+// group (one shuffle tree of `width` lanes). x is read with coherent loads: with PDL the previous
+// kernel wrote it during this kernel's lifetime. Ends with a barrier.
+template <typename T, int M>
+__device__ __forceinline__ void NormPrologue(const uint4* x,      // (M, k8) packs
+                                             const void* norm_w,  // (8 * k8,) T or float
+                                             bool w_f32, float eps, int width, bool block, int k8,
+                                             uint4* ys) {         // (M, k8) packs, shared
+  __shared__ float warp_sums[M][kMaxNormWarps];
+  __shared__ float rstd[M];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int virt = M * width;
+#pragma unroll 1
+  for (int base = warp * 32; base < virt; base += blockDim.x) {  // uniform per warp: all lanes shuffle
+    const int q = base + lane;
+    const bool valid = q < virt;
+    const int r = valid ? q / width : 0;
+    const int t = q - r * width;
+    float ss = 0.f;
+    if (valid) {
+#pragma unroll 1  // registers: the ring of W chunks is live here
+      for (int v = t; v < k8; v += width) {
+        float h[8];
+        Unpack8<T>(x[r * k8 + v], h);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) ss = __fmaf_rn(h[e], h[e], ss);
+      }
+    }
+    if (block) {
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) ss = __fadd_rn(ss, __shfl_xor_sync(0xffffffffu, ss, o));
+      if (lane == 0) warp_sums[r][t >> 5] = ss;  // width % 32 == 0: the whole warp is one row
+    } else {
+      for (int o = width >> 1; o > 0; o >>= 1) ss = __fadd_rn(ss, __shfl_xor_sync(0xffffffffu, ss, o));
+      if (valid && t == 0) warp_sums[r][0] = ss;
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x < M) {
+    const int r = threadIdx.x;
+    const int parts = block ? width / 32 : 1;
+    float s = 0.f;
+    for (int i = 0; i < parts; ++i) s = __fadd_rn(s, warp_sums[r][i]);
+    rstd[r] = __frcp_rn(__fsqrt_rn(__fadd_rn(__fdiv_rn(s, static_cast<float>(8 * k8)), eps)));
+  }
+  __syncthreads();
+#pragma unroll 1
+  for (int q = threadIdx.x; q < M * k8; q += blockDim.x) {
+    const int r = q / k8, v = q - r * k8;
+    float h[8], wv[8];
+    Unpack8<T>(x[q], h);
+    if (w_f32) {
+      const float4* wp = static_cast<const float4*>(norm_w) + 2 * v;
+      const float4 a = wp[0], b = wp[1];
+      wv[0] = a.x; wv[1] = a.y; wv[2] = a.z; wv[3] = a.w; wv[4] = b.x; wv[5] = b.y; wv[6] = b.z; wv[7] = b.w;
+    } else {
+      Unpack8<T>(static_cast<const uint4*>(norm_w)[v], wv);
+    }
+    const float rs = rstd[r];
+    float o[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) o[e] = __fmul_rn(__fmul_rn(h[e], rs), wv[e]);
+    ys[q] = make_uint4(Pack2<T>(o[0], o[1]), Pack2<T>(o[2], o[3]), Pack2<T>(o[4], o[5]), Pack2<T>(o[6], o[7]));
+  }
+  __syncthreads();
+}
+
+// One warp per unit: R = 1, out[:, unit] from W row unit; R = 2 (swiglu), out[:, unit] from gate row
+// unit and up row units + unit. out is (M, units); residual (M, units) may be out itself.
+template <typename T, int M, int R, bool kNorm>
+__global__ void __launch_bounds__(kThreads, kMinBlocks)
+    FusedGemvKernel(const T* x,                  // (M, 8 * k8)
+                    const T* __restrict__ w,     // (R * units, 8 * k8)
+                    void* out, const void* residual, DType out_type,
+                    const void* bias, DType bias_type,  // (R * units,) or null
+                    const void* norm_w, bool norm_w_f32, float eps, int norm_width, bool norm_block,
+                    int64_t units, int k8) {
+  extern __shared__ uint4 ys[];  // kNorm: (M, k8) normalised rows
+  constexpr int kLoads = M <= 2 ? 16 : 8;  // 16-byte loads of W in flight per lane
+  constexpr int U = kLoads / R;            // ... per W row
+  const int lane = threadIdx.x & 31;
+  const int64_t unit = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  const bool active = unit < units;  // whole warps
+  const int full = k8 / 32;  // chunks every lane has; lanes < k8 % 32 have one more
+  const uint4* wrow[R];
+#pragma unroll
+  for (int q = 0; q < R; ++q) wrow[q] = reinterpret_cast<const uint4*>(w) + ((active ? unit : 0) + q * units) * k8 + lane;
+
+  // Before the wait: only W (never written by an earlier kernel), only into registers.
+  uint4 ring[R][U];
+#pragma unroll
+  for (int u = 0; u < U; ++u)
+#pragma unroll
+    for (int q = 0; q < R; ++q) ring[q][u] = LoadStreaming(wrow[q] + 32 * u, active && u < full);
+  PdlAllowDependents();
+  PdlWaitForPrimary();
+
+  const uint4* xv = reinterpret_cast<const uint4*>(x);
+  if constexpr (kNorm) NormPrologue<T, M>(xv, norm_w, norm_w_f32, eps, norm_width, norm_block, k8, ys);
+  if (!active) return;
+  auto x_chunk = [&](int r, int c) -> uint4 {
+    if constexpr (kNorm) return ys[r * k8 + c];
+    else return xv[r * k8 + c];  // coherent: see NormPrologue
+  };
+  float acc[R][M];
+#pragma unroll
+  for (int q = 0; q < R; ++q)
+#pragma unroll
+    for (int r = 0; r < M; ++r) acc[q][r] = 0.f;
+  // acc += this lane's chunk lane + 32 * j, held in wv[R].
+  auto consume = [&](const uint4 (&wv)[R], int j) {
+    const int c = 32 * j + lane;
+#pragma unroll
+    for (int r = 0; r < M; ++r) {
+      const uint4 xr = x_chunk(r, c);
+#pragma unroll
+      for (int q = 0; q < R; ++q) Dot8<T>(acc[q][r], wv[q], xr);
+    }
+  };
+
+  // Slot u of the ring holds chunk j (j % U == u); once read it is refilled with chunk j + U. Every
+  // step sits in its own conditional block: the scheduler cannot hoist a refill above the read of
+  // its slot (both values would be live) nor x loads into earlier steps (registers: see the top).
+  for (int j0 = 0; j0 < full; j0 += U) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int j = j0 + u;
+      if (j < full) {  // uniform
+        uint4 wv[R];
+#pragma unroll
+        for (int q = 0; q < R; ++q) wv[q] = ring[q][u];
+        if (j + U < full) {
+#pragma unroll
+          for (int q = 0; q < R; ++q) ring[q][u] = LoadStreaming(wrow[q] + 32 * (j + U));
+        }
+        consume(wv, j);
+      }
+    }
+  }
+  // The k8 % 32 chunks left: one more for the first lanes.
+  if (32 * full + lane < k8) {
+    uint4 wv[R];
+#pragma unroll
+    for (int q = 0; q < R; ++q) wv[q] = LoadStreaming(wrow[q] + 32 * full);
+    consume(wv, full);
+  }
+
+#pragma unroll
+  for (int q = 0; q < R; ++q)
+#pragma unroll
+    for (int r = 0; r < M; ++r)
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) acc[q][r] += __shfl_xor_sync(0xffffffffu, acc[q][r], o);
+
+  // Every lane holds every sum; lane r finishes row r (static indices keep acc in registers).
+#pragma unroll
+  for (int r = 0; r < M; ++r) {
+    if (lane == r) {
+      const int64_t oi = r * units + unit;
+      float o = acc[0][r];
+      if (bias) o = __fadd_rn(o, LoadAny(bias, unit, bias_type));
+      if constexpr (R == 2) {
+        float up = acc[1][r];
+        if (bias) up = __fadd_rn(up, LoadAny(bias, units + unit, bias_type));
+        o = act::Swiglu(RoundTo(o, out_type), RoundTo(up, out_type));
+      }
+      if (residual) o = __fadd_rn(LoadAny(residual, oi, out_type), RoundTo(o, out_type));
+      StoreAny(out, oi, out_type, o);
+    }
+  }
+}
+
+// RmsNormCuda's launch shape for rows of nvec 16-byte bf16 packs (norm.cu: PlanRows with 1, 4 and 4
+// packs per thread): lane groups of NextPow2(nvec) up to 32 packs, a warp up to 128, else a block of
+// ceil(nvec / 4) threads rounded up to warps, within [64, 512].
+struct NormPlan {
+  int width;
+  bool block;
+};
+
+NormPlan PlanNorm(int64_t nvec) {
+  if (nvec <= 32) {
+    int g = 1;
+    while (g < nvec) g <<= 1;
+    return {g, false};
+  }
+  if (nvec <= 128) return {32, false};
+  const int64_t t = ((nvec + 3) / 4 + 31) / 32 * 32;
+  return {static_cast<int>(std::min<int64_t>(512, std::max<int64_t>(64, t))), true};
+}
+
+constexpr int kMaxDevices = 64;
+
+// Largest dynamic shared memory a block may use on the current device, cached (0: unknown device).
+size_t NormSmemLimit(int dev) {
+  static std::atomic<int> optin[kMaxDevices];
+  if (dev < 0 || dev >= kMaxDevices) return 0;
+  int v = optin[dev].load(std::memory_order_relaxed);
+  if (v == 0) {
+    CheckCuda(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "fusedGemv: shared memory limit");
+    optin[dev].store(v, std::memory_order_relaxed);
+  }
+  const size_t statics = 1024;  // NormPrologue's warp sums and rstd, with room to spare
+  return std::min(kMaxNormSmem, v > static_cast<int>(statics) ? static_cast<size_t>(v) - statics : 0);
+}
+
+template <typename T, int M, int R, bool kNorm>
+void Launch(const FusedGemvArgs& p, int dev, size_t smem_limit, cudaStream_t stream) {
+  auto kernel = FusedGemvKernel<T, M, R, kNorm>;
+  const int64_t units = p.n_w / R;
+  const int k8 = static_cast<int>(p.k / 8);
+  size_t smem = 0;
+  NormPlan plan{1, false};
+  if constexpr (kNorm) {
+    smem = static_cast<size_t>(M * p.k) * sizeof(T);
+    plan = PlanNorm(k8);
+    // Opt in once per device to the most any call may use.
+    static std::atomic<bool> opted[kMaxDevices];
+    if (smem > 48 * 1024 && !opted[dev].load(std::memory_order_relaxed)) {
+      CheckCuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_limit)),
+                "fusedGemv: shared memory attribute");
+      opted[dev].store(true, std::memory_order_relaxed);
+    }
+  }
+  const unsigned blocks = static_cast<unsigned>((units + kWarps - 1) / kWarps);
+  LaunchPdl(kernel, dim3(blocks), dim3(kThreads), smem, stream, static_cast<const T*>(p.x), static_cast<const T*>(p.w), p.out,
+            p.residual, p.out_type, p.bias, p.bias_type, p.norm_w, p.norm_w_type == DType::F32, p.eps, plan.width, plan.block,
+            units, k8);
+}
+
+template <typename T, int M>
+void LaunchFusions(const FusedGemvArgs& p, int dev, size_t smem_limit, cudaStream_t stream) {
+  constexpr bool kCanNorm = std::is_same<T, __nv_bfloat16>::value;  // rmsnorm's x dtypes: f32, bf16
+  if (p.swiglu) {
+    if constexpr (kCanNorm) {
+      if (p.norm_w) return Launch<T, M, 2, true>(p, dev, smem_limit, stream);
+    }
+    Launch<T, M, 2, false>(p, dev, smem_limit, stream);
+  } else {
+    if constexpr (kCanNorm) {
+      if (p.norm_w) return Launch<T, M, 1, true>(p, dev, smem_limit, stream);
+    }
+    Launch<T, M, 1, false>(p, dev, smem_limit, stream);
+  }
+}
+
+template <typename T>
+void LaunchRows(const FusedGemvArgs& p, int dev, size_t smem_limit, cudaStream_t stream) {
+  static_assert(kFusedGemvMaxRows == 8, "one case per row count");
+  switch (p.m) {
+    case 1: LaunchFusions<T, 1>(p, dev, smem_limit, stream); break;
+    case 2: LaunchFusions<T, 2>(p, dev, smem_limit, stream); break;
+    case 3: LaunchFusions<T, 3>(p, dev, smem_limit, stream); break;
+    case 4: LaunchFusions<T, 4>(p, dev, smem_limit, stream); break;
+    case 5: LaunchFusions<T, 5>(p, dev, smem_limit, stream); break;
+    case 6: LaunchFusions<T, 6>(p, dev, smem_limit, stream); break;
+    case 7: LaunchFusions<T, 7>(p, dev, smem_limit, stream); break;
+    default: LaunchFusions<T, 8>(p, dev, smem_limit, stream); break;  // m == 8 (checked by the caller)
+  }
+}
+
+bool FusedGemvDisabled() {
+  static const bool off = [] {
+    const char* e = std::getenv("AERIE_NO_FUSED_GEMV");
+    return e && *e && std::string(e) != "0";
+  }();
+  return off;
+}
+
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+}  // namespace
+
+bool FusedGemvCuda(const FusedGemvArgs& p, cudaStream_t stream) {
+  FusedGemvValidate(p);
+  if (FusedGemvDisabled()) return false;
+  if (p.x_type != DType::BF16 && p.x_type != DType::F16) return false;
+  if (p.m < 1 || p.m > kFusedGemvMaxRows || p.n_w < 1 || p.k < 8 || p.k % 8 != 0) return false;
+  const int64_t units = p.swiglu ? p.n_w / 2 : p.n_w;
+  if ((units + kWarps - 1) / kWarps > 0x7fffffffLL) return false;  // grid.x
+  if (p.m * p.k / 8 > 0x7fffffffLL) return false;                    // int chunk indices into x
+  if (!Aligned16(p.x) || !Aligned16(p.w)) return false;
+  int dev = 0;
+  CheckCuda(cudaGetDevice(&dev), "cudaGetDevice");
+  size_t smem_limit = 0;
+  if (p.norm_w) {
+    // 16-byte norm weight packs, as RmsNormCuda's vector path (the plan PlanNorm reproduces) needs.
+    if (!Aligned16(p.norm_w)) return false;
+    smem_limit = NormSmemLimit(dev);
+    if (static_cast<size_t>(p.m * p.k) * DTypeSize(p.x_type) > smem_limit) return false;
+  }
+  if (p.x_type == DType::BF16) LaunchRows<__nv_bfloat16>(p, dev, smem_limit, stream);
+  else LaunchRows<__half>(p, dev, smem_limit, stream);
+  return true;
+}
+
+}  // namespace aerie

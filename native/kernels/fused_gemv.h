@@ -1,0 +1,50 @@
+// Few-rows linear layer with its neighbours fused in, for decode: out = f(x) @ W^T, where
+//   y   = rmsnorm(x, norm_w, eps) (optional prologue; else y = x), rounded to x's dtype as rmsnorm does;
+//   acc = y @ W^T + bias in fp32; a = acc rounded to out_type (no rounding for an f32 output);
+//   swiglu (optional): W holds 2I rows, gate rows [0, I) then up rows [I, 2I); o = silu(a_gate) * a_up
+//     (activation_math.h), rounded to out_type; output width I; else o = a, output width N_w;
+//   residual (optional, out_type): out = round(residual + o), else out = o.
+// Every rounding point is one of the unfused ops' (rmsnorm -> linear -> swigluFused -> add), so the
+// fused result equals their composition bit for bit: by construction on the CPU, and on CUDA by
+// reproducing the summation orders of RmsNormCuda and of MatmulGemvCuda's GEMV kernel.
+#pragma once
+#include <cstdint>
+
+#include "cuda_context.h"
+#include "dtype.h"
+
+namespace aerie {
+
+struct FusedGemvArgs {
+  const void* x = nullptr;         // (m, k)
+  const void* w = nullptr;         // (n_w, k), x's dtype
+  void* out = nullptr;             // (m, n_out): n_out = n_w / 2 with swiglu, else n_w
+  const void* bias = nullptr;      // (n_w,) or nullptr
+  const void* norm_w = nullptr;    // (k,) or nullptr: no norm prologue
+  const void* residual = nullptr;  // (m, n_out) or nullptr; may be `out` itself (in place)
+  DType x_type = DType::F32;       // x and w: f32, bf16 or f16
+  DType out_type = DType::F32;     // out and residual: any float dtype
+  DType bias_type = DType::F32;    // any float dtype
+  DType norm_w_type = DType::F32;  // as rmsnorm: x_type or f32 (x f32 or bf16 only)
+  int64_t m = 0, n_w = 0, k = 0;
+  float eps = 0.f;
+  bool swiglu = false;
+};
+
+// Checks what both backends need (dtypes, swiglu's even n_w, norm dtypes); throws
+// std::invalid_argument naming the problem.
+void FusedGemvValidate(const FusedGemvArgs& args);
+
+// Plain C++ twin (fused_gemv_cpu.cc): RmsNormCpu, then MatmulCpu (threaded, fp32 accumulation), then
+// the epilogue; any m and float dtype.
+void FusedGemvCpu(const FusedGemvArgs& args);
+
+// One kernel on `stream` (fused_gemv.cu), launched with programmatic dependent launch (pdl.h): for
+// bf16/f16 x and W, 1 <= m <= kFusedGemvMaxRows, k % 8 == 0, x, W (and norm_w) 16-byte aligned, and
+// m * k * 2 bytes of normalised rows fitting in shared memory. Returns false without doing anything
+// otherwise (the caller then composes the unfused ops). AERIE_NO_FUSED_GEMV=1 always returns false.
+// No allocation, no host sync: capturable in a CUDA graph.
+constexpr int64_t kFusedGemvMaxRows = 8;
+bool FusedGemvCuda(const FusedGemvArgs& args, cudaStream_t stream);
+
+}  // namespace aerie

@@ -1,0 +1,293 @@
+import { describe, expect, it } from 'vitest';
+import { Tensor } from '../src/runtime/tensor.js';
+import type { DType } from '../src/runtime/dtype.js';
+import { fusedLinear, type FusedLinearOptions } from '../src/runtime/ops/fused_linear.js';
+import { rmsnorm } from '../src/runtime/ops/norm.js';
+import { linear } from '../src/runtime/ops/matmul.js';
+import { swigluFused } from '../src/runtime/ops/activation.js';
+import { add } from '../src/runtime/ops/elementwise.js';
+import { OUT_REL, worstError } from './helpers/ref_matmul.js';
+import { rmsnormRef } from './helpers/ref_norm.js';
+import { firstByteDifference } from './helpers/compare.js';
+import { Rng, roundBf16 } from './helpers/random.js';
+
+const U = 2 ** -24; // fp32 unit roundoff
+
+/** The problem as the op sees it: every array holds the exact (already rounded) stored values. */
+interface RefCase {
+  m: number;
+  k: number;
+  nW: number;
+  x: Float32Array;
+  w: Float32Array;
+  bias?: Float32Array;
+  norm?: { w: Float32Array; eps: number };
+  swiglu?: boolean;
+  residual?: Float32Array;
+  xDType: DType;
+  outDType: DType;
+}
+
+/**
+ * Float64 reference and a per-element bound on |op - reference|, built step by step:
+ *   y: rmsnorm in float64, rounded to x's dtype like the op. The op's y may still differ by one ulp
+ *      of x's dtype where its fp32 value (rstd rounded, two products) and the float64 one round
+ *      differently: yRel = 2^-7 for bf16 (one ulp at 8 significant bits), 6 * 2^-24 for f32.
+ *   acc = y @ W^T + bias: (k + 4) * 2^-24 * sum|terms| for any fp32 summation order (the bias add
+ *      inside the + 4), plus yRel * sum|terms| for y.
+ *   each rounding to the output dtype (after acc, after swiglu, after the residual add) adds
+ *      OUT_REL * (|value| + bound so far);
+ *   swiglu: |silu'| <= 1.1, so silu(g)u moves by at most 1.1 |dg| (|u| + |du|) + |silu(g)| |du|,
+ *      plus 8 * 2^-24 relative for its fp32 evaluation (activation_math.h: each step within an ulp).
+ * An indexing or layout bug gives errors of the order of sum|terms| itself, far above this.
+ */
+function reference(c: RefCase, yRel: number): { out: Float64Array; tol: Float64Array } {
+  const { m, k, nW } = c;
+  let y: ArrayLike<number> = c.x;
+  if (c.norm) {
+    const exact = Float32Array.from(rmsnormRef(c.x, c.norm.w, m, k, c.norm.eps).y);
+    y = c.xDType === 'bfloat16' ? roundBf16(exact) : exact;
+  }
+  const acc = new Float64Array(m * nW);
+  const tAcc = new Float64Array(m * nW);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < nW; j++) {
+      let s = 0;
+      let mag = 0;
+      for (let l = 0; l < k; l++) {
+        const t = y[i * k + l] * c.w[j * k + l];
+        s += t;
+        mag += Math.abs(t);
+      }
+      if (c.bias) {
+        s += c.bias[j];
+        mag += Math.abs(c.bias[j]);
+      }
+      acc[i * nW + j] = s;
+      tAcc[i * nW + j] = (k + 4) * U * mag + yRel * mag;
+    }
+  }
+  const rel = OUT_REL[c.outDType];
+  const n = c.swiglu ? nW / 2 : nW;
+  const out = new Float64Array(m * n);
+  const tol = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      // a = acc rounded to the output dtype.
+      const rounded = (idx: number) => ({ v: acc[idx], t: tAcc[idx] + rel * (Math.abs(acc[idx]) + tAcc[idx]) });
+      let { v, t } = rounded(i * nW + j);
+      if (c.swiglu) {
+        const g = rounded(i * nW + j);
+        const u = rounded(i * nW + n + j);
+        const silu = g.v / (1 + Math.exp(-g.v));
+        v = silu * u.v;
+        t = 1.1 * g.t * (Math.abs(u.v) + u.t) + Math.abs(silu) * u.t + 8 * U * Math.abs(v);
+        t += rel * (Math.abs(v) + t);
+      }
+      if (c.residual) {
+        v += c.residual[i * n + j];
+        t += rel * (Math.abs(v) + t);
+      }
+      out[i * n + j] = v;
+      tol[i * n + j] = t + 1e-30;
+    }
+  }
+  return { out, tol };
+}
+
+const Y_REL: Record<string, number> = { float32: 6 * U, bfloat16: 2 ** -7 + 6 * U };
+
+function host(rng: Rng, shape: number[], dtype: DType, lo = -1, hi = 1): { t: Tensor; v: Float32Array } {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const t = Tensor.fromArray(rng.uniform(n, lo, hi), shape, { dtype });
+  return { t, v: t.toFloat32Array() as Float32Array };
+}
+
+/** The unfused ops the fused one must reproduce bit for bit. */
+function composed(x: Tensor, w: Tensor, o: FusedLinearOptions): Tensor {
+  const y = o.norm ? rmsnorm(x, o.norm.weight, o.norm.eps).y : x;
+  let v = linear(y, w, o.bias, { outDType: o.outDType });
+  if (o.swiglu) v = swigluFused(v);
+  if (o.residual) v = add(o.residual, v);
+  return v;
+}
+
+function bytes(t: Tensor): ArrayBuffer {
+  return t.storage.read(0, t.byteLength);
+}
+
+interface Fusion {
+  name: string;
+  norm?: boolean;
+  normF32?: boolean;
+  bias?: boolean;
+  swiglu?: boolean;
+  residual?: boolean;
+  outF32?: boolean;
+}
+
+const FUSIONS: Fusion[] = [
+  { name: 'plain' },
+  { name: 'bias', bias: true },
+  { name: 'norm', norm: true },
+  { name: 'swiglu', swiglu: true },
+  { name: 'residual in place', residual: true },
+  { name: 'norm + swiglu', norm: true, swiglu: true },
+  { name: 'norm (f32 weight) + bias + swiglu + residual', norm: true, normF32: true, bias: true, swiglu: true, residual: true },
+  { name: 'norm, float32 out (logits)', norm: true, outF32: true },
+  { name: 'bias + swiglu + residual, float32 out', bias: true, swiglu: true, residual: true, outF32: true },
+];
+
+/** Builds one problem (host tensors, exact values) for a fusion. */
+function problem(rng: Rng, f: Fusion, dtype: DType, m: number, n: number, k: number) {
+  const nW = f.swiglu ? 2 * n : n;
+  const outDType: DType = f.outF32 ? 'float32' : dtype;
+  const x = host(rng, [m, k], dtype, -2, 2);
+  const w = host(rng, [nW, k], dtype, -2 / Math.sqrt(k), 2 / Math.sqrt(k));
+  const bias = f.bias ? host(rng, [nW], dtype, -0.5, 0.5) : undefined;
+  const nw = f.norm ? host(rng, [k], f.normF32 ? 'float32' : dtype, 0.5, 1.5) : undefined;
+  const residual = f.residual ? host(rng, [m, n], outDType, -1, 1) : undefined;
+  const opts: FusedLinearOptions = {
+    bias: bias?.t,
+    norm: nw ? { weight: nw.t, eps: 1e-5 } : undefined,
+    swiglu: f.swiglu,
+    outDType: f.outF32 ? 'float32' : undefined,
+  };
+  const ref: RefCase = {
+    m, k, nW, x: x.v, w: w.v, bias: bias?.v, norm: nw ? { w: nw.v, eps: 1e-5 } : undefined, swiglu: f.swiglu,
+    residual: residual?.v, xDType: dtype, outDType,
+  };
+  return { x, w, residual, opts, ref, outDType, nW };
+}
+
+describe('fusedLinear on the CPU vs float64', () => {
+  // N odd, K not a multiple of 8 (and one that is), M across the few-rows / blocked matmul paths.
+  const shapes: [number, number, number][] = [
+    [1, 37, 45],
+    [3, 19, 64],
+    [8, 37, 45],
+    [17, 21, 100],
+  ];
+  for (const dtype of ['float32', 'bfloat16'] as DType[]) {
+    for (const f of FUSIONS) {
+      it(`${dtype} ${f.name}`, () => {
+        for (const [m, n, k] of shapes) {
+          const rng = new Rng(m * 1009 + n * 13 + k + (dtype === 'bfloat16' ? 5 : 0));
+          const p = problem(rng, f, dtype, m, n, k);
+          let out: Tensor;
+          if (p.residual) {
+            const h = p.residual.t.clone();
+            out = fusedLinear(p.x.t, p.w.t, { ...p.opts, residual: h, out: h });
+            expect(out).toBe(h);
+          } else {
+            out = fusedLinear(p.x.t, p.w.t, p.opts);
+          }
+          expect(out.shape).toEqual([m, n]);
+          expect(out.dtype).toBe(p.outDType);
+          const r = reference(p.ref, Y_REL[dtype]);
+          const w = worstError(out.toFloat32Array(), r.out, r.tol);
+          expect(w.ratio, `m=${m} n=${n} k=${k}: element ${w.index} is ${w.got}, reference ${w.want}`).toBeLessThanOrEqual(1);
+        }
+      });
+    }
+  }
+
+  it('x of rank 3 gives [..., N]; K = 0 gives the bias; M = 0 gives an empty output', () => {
+    const rng = new Rng(3);
+    const x = host(rng, [2, 3, 16], 'bfloat16');
+    const w = host(rng, [10, 16], 'bfloat16');
+    const out = fusedLinear(x.t, w.t, { swiglu: true });
+    expect(out.shape).toEqual([2, 3, 5]);
+    const bias = Tensor.fromArray([1, -2, 3], [3]);
+    const e = fusedLinear(Tensor.zeros([2, 0]), Tensor.zeros([3, 0]), { bias });
+    expect(Array.from(e.toFloat32Array())).toEqual([1, -2, 3, 1, -2, 3]);
+    expect(fusedLinear(Tensor.zeros([0, 4]), Tensor.zeros([3, 4])).shape).toEqual([0, 3]);
+  });
+});
+
+/**
+ * The property the model relies on: fusing changes no bits. The CPU twin runs the unfused CPU
+ * kernels' own code, so any difference here is a rounding point out of place.
+ */
+describe('fusedLinear on the CPU equals the unfused ops bit for bit', () => {
+  for (const dtype of ['bfloat16', 'float32'] as DType[]) {
+    for (const f of FUSIONS) {
+      it(`${dtype} ${f.name}`, () => {
+        for (const [m, n, k] of [[1, 37, 45], [5, 20, 64], [9, 33, 130]] as [number, number, number][]) {
+          const rng = new Rng(m * 7 + n * 11 + k);
+          const p = problem(rng, f, dtype, m, n, k);
+          const want = composed(p.x.t, p.w.t, { ...p.opts, residual: p.residual?.t });
+          let got: Tensor;
+          if (p.residual) {
+            const h = p.residual.t.clone();
+            got = fusedLinear(p.x.t, p.w.t, { ...p.opts, residual: h, out: h });
+          } else {
+            got = fusedLinear(p.x.t, p.w.t, p.opts);
+          }
+          expect(got.dtype).toBe(want.dtype);
+          expect(firstByteDifference(bytes(got), bytes(want)), `m=${m} n=${n} k=${k}`).toBe(-1);
+        }
+      });
+    }
+  }
+
+  it('a decode layer (qkv, o with residual, gate/up with swiglu, down with residual, f32 logits)', () => {
+    const [hidden, inter, qkv, vocab, eps] = [64, 96, 96, 101, 1e-6];
+    const rng = new Rng(77);
+    const t = (shape: number[], lo = -1, hi = 1) => host(rng, shape, 'bfloat16', lo, hi).t;
+    const x0 = t([1, hidden]);
+    const [inNorm, postNorm, finalNorm] = [t([hidden], 0.5, 1.5), t([hidden], 0.5, 1.5), t([hidden], 0.5, 1.5)];
+    const [wqkv, wo, wgu, wd, lm] = [t([qkv, hidden]), t([hidden, qkv]), t([2 * inter, hidden]), t([hidden, inter]), t([vocab, hidden])];
+    // Fused.
+    const x = x0.clone();
+    const q = fusedLinear(x, wqkv, { norm: { weight: inNorm, eps } });
+    fusedLinear(q, wo, { residual: x, out: x });
+    const act = fusedLinear(x, wgu, { norm: { weight: postNorm, eps }, swiglu: true });
+    fusedLinear(act, wd, { residual: x, out: x });
+    const logits = fusedLinear(x, lm, { norm: { weight: finalNorm, eps }, outDType: 'float32' });
+    // Unfused.
+    let h = x0;
+    const q2 = linear(rmsnorm(h, inNorm, eps).y, wqkv);
+    h = add(h, linear(q2, wo));
+    const act2 = swigluFused(linear(rmsnorm(h, postNorm, eps).y, wgu));
+    h = add(h, linear(act2, wd));
+    const logits2 = linear(rmsnorm(h, finalNorm, eps).y, lm, undefined, { outDType: 'float32' });
+    expect(firstByteDifference(bytes(x), bytes(h))).toBe(-1);
+    expect(firstByteDifference(bytes(logits), bytes(logits2))).toBe(-1);
+  });
+});
+
+describe('fusedLinear argument errors', () => {
+  const x = Tensor.zeros([2, 8], 'bfloat16');
+  const w = Tensor.zeros([6, 8], 'bfloat16');
+  it('shapes', () => {
+    expect(() => fusedLinear(x, Tensor.zeros([6, 7], 'bfloat16'))).toThrow(/fusedLinear: x is bfloat16\[2, 8\] on cpu but weight is bfloat16\[6, 7\] on cpu: K differs \(8 vs 7\)/);
+    expect(() => fusedLinear(x, Tensor.zeros([6], 'bfloat16'))).toThrow(/fusedLinear: weight is bfloat16\[6\] on cpu; expected \[N, K\]/);
+    expect(() => fusedLinear(x, w, { bias: Tensor.zeros([5], 'bfloat16') })).toThrow(/fusedLinear: bias is bfloat16\[5\] on cpu; expected shape \[6\]/);
+    expect(() => fusedLinear(x, Tensor.zeros([5, 8], 'bfloat16'), { swiglu: true })).toThrow(/fusedLinear: swiglu needs an even number of weight rows/);
+    expect(() => fusedLinear(x, w, { swiglu: true, residual: Tensor.zeros([2, 6], 'bfloat16') })).toThrow(/fusedLinear: residual is .*; expected shape \[2, 3\]/);
+    expect(() => fusedLinear(x, w, { out: Tensor.zeros([2, 5], 'bfloat16') })).toThrow(/fusedLinear: out is .*; expected shape \[2, 6\]/);
+    expect(() => fusedLinear(x, w, { norm: { weight: Tensor.zeros([7], 'bfloat16'), eps: 1e-6 } })).toThrow(/fusedLinear: norm.weight is .*; expected shape \[8\]/);
+  });
+  it('dtypes', () => {
+    expect(() => fusedLinear(x, Tensor.zeros([6, 8]))).toThrow(/fusedLinear: x and weight must share a dtype/);
+    expect(() => fusedLinear(Tensor.zeros([2, 8], 'int32'), Tensor.zeros([6, 8], 'int32'))).toThrow(/fusedLinear: x .*; expected a floating dtype/);
+    const h = Tensor.zeros([2, 8], 'float16');
+    expect(() => fusedLinear(h, Tensor.zeros([6, 8], 'float16'), { norm: { weight: Tensor.zeros([8], 'float16'), eps: 1e-6 } })).toThrow(
+      /fusedLinear: the norm prologue needs x float32 or bfloat16/,
+    );
+    expect(() => fusedLinear(x, w, { norm: { weight: Tensor.zeros([8], 'float16'), eps: 1e-6 } })).toThrow(/fusedLinear: norm.weight .*; expected bfloat16 or float32/);
+    expect(() => fusedLinear(x, w, { norm: { weight: Tensor.zeros([8], 'bfloat16'), eps: -1 } })).toThrow(/fusedLinear: norm.eps must be finite and >= 0/);
+    expect(() => fusedLinear(x, w, { residual: Tensor.zeros([2, 6]) })).toThrow(/fusedLinear: residual is float32\[2, 6\] on cpu; expected the output dtype bfloat16/);
+    expect(() => fusedLinear(x, w, { outDType: 'float32', out: Tensor.zeros([2, 6], 'bfloat16') })).toThrow(/fusedLinear: out .* but the output dtype is float32/);
+    expect(() => fusedLinear(x, w, { outDType: 'int32' })).toThrow(/fusedLinear: output dtype int32 is not floating/);
+  });
+  it('out may alias only residual, and only exactly', () => {
+    const sq = Tensor.zeros([8, 8], 'bfloat16');
+    const xs = Tensor.zeros([2, 8], 'bfloat16');
+    expect(() => fusedLinear(xs, sq, { out: xs })).toThrow(/fusedGemv: out overlaps x/);
+    expect(() => fusedLinear(xs, sq, { residual: xs, out: xs })).toThrow(/fusedGemv: out overlaps x/);
+    const big = Tensor.zeros([3, 8], 'bfloat16');
+    expect(() => fusedLinear(xs, sq, { residual: big.rows(0, 2), out: big.rows(1, 3) })).toThrow(/fusedGemv: out partly overlaps residual/);
+  });
+});
