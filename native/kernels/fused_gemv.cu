@@ -6,19 +6,18 @@
  *   - One warp per output column: column n (W row n), or for swiglu the pair (gate row i, up row
  *     I + i), both rows streamed together. 8 warps (columns) per block, one block per 8 columns.
  *   - A lane reads chunks lane, lane + 32, ... (16 bytes = 8 elements each) of its row(s) with
- *     ld.global.nc.L1::no_allocate, keeping kLoads chunks in flight in a register ring: consuming
- *     slot u refills it with the chunk kLoads/R further on. kLoads = 16 for M <= 2 (for K = 4096 a
- *     plain lane's whole row, 16 x 16 B, is requested before any math), 8 above (the M accumulators
- *     and x chunks need the registers).
- *   - Programmatic dependent launch (pdl.h): the first ring of W chunks is requested before
+ *     ld.global.nc.L1::no_allocate in groups of U chunks per row, double-buffered: the next group's
+ *     loads are issued before the current group's math (as GemvKernel), so every wait covers a whole
+ *     group. U = 4 / R for M <= 2 (2 / R above).
+ *   - Programmatic dependent launch (pdl.h): the first group of W chunks is requested before
  *     PdlWaitForPrimary(), so the weight stream starts under the previous kernel's tail. Nothing
  *     else is read, and nothing written, before the wait.
  *   - fp32 FMAs per lane, then a 5-step xor-shuffle sum; lane r finishes row r.
- *   - Registers: the ring alone is 4 * kLoads per lane, so M = 1 with 16 loads in flight cannot fit
- *     in 64; ptxas gives 96 (plain) to 108 (norm or swiglu), capped at 128 (kMinBlocks): 2 blocks,
- *     16 warps per SM, 128 KiB of W in flight per SM, several times the ~30 KiB that 4.8 TB/s needs
- *     at ~800 ns latency. A cap of 80 (3 blocks) spills. Each refill is in its own conditional block
- *     (below): without that, ptxas hoists refills and x loads and needs ~150 registers.
+ *   - Registers: capped at 64 for M <= 2 (4 blocks, 32 warps per SM, no spills), so the 4096-column
+ *     o and down projections of an 8B model run in a single wave of 4096 warps; 80 above. Measured
+ *     on an H200 (ncu, 2026-11-28): a ring refilling one slot per chunk at 16 loads in flight and 2
+ *     blocks per SM took 51 us for the 4096 x 14336 down projection, this 30 us; with 4 chunks a row
+ *     per group at 3 blocks the gate/up pairs ran no faster.
  *   - Norm prologue: each block normalises the M rows of x itself (a few KiB, from L2) into shared
  *     memory, rounded to x's dtype, then the dot products read y from there.
  *
@@ -55,7 +54,10 @@ namespace {
 
 constexpr int kWarps = 8;  // output columns per block
 constexpr int kThreads = kWarps * 32;
-constexpr int kMinBlocks = 2;  // resident blocks per SM at least: caps registers at 128 (see the top)
+// Resident blocks per SM the launch bounds guarantee: 4 (64 registers) for M <= 2, so a decode
+// projection of up to 4224 columns runs in one wave (see the top); 3 above (fewer spills).
+template <int M>
+constexpr int MinBlocks() { return M <= 2 ? 4 : 3; }
 constexpr size_t kMaxNormSmem = 160 * 1024;  // bytes of normalised rows (M * K * 2)
 constexpr int kMaxNormWarps = 16;            // warps of rmsnorm's widest block (512 threads)
 
@@ -212,7 +214,7 @@ __device__ __forceinline__ void NormPrologue(const uint4* x,      // (M, k8) pac
 // One warp per unit: R = 1, out[:, unit] from W row unit; R = 2 (swiglu), out[:, unit] from gate row
 // unit and up row units + unit. out is (M, units); residual (M, units) may be out itself.
 template <typename T, int M, int R, bool kNorm>
-__global__ void __launch_bounds__(kThreads, kMinBlocks)
+__global__ void __launch_bounds__(kThreads, MinBlocks<M>())
     FusedGemvKernel(const T* x,                  // (M, 8 * k8)
                     const T* __restrict__ w,     // (R * units, 8 * k8)
                     void* out, const void* residual, DType out_type,
@@ -220,22 +222,28 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
                     const void* norm_w, bool norm_w_f32, float eps, int norm_width, bool norm_block,
                     int64_t units, int k8) {
   extern __shared__ uint4 ys[];  // kNorm: (M, k8) normalised rows
-  constexpr int kLoads = M <= 2 ? 16 : 8;  // 16-byte loads of W in flight per lane
-  constexpr int U = kLoads / R;            // ... per W row
+  // 16-byte chunks of each W row per group and lane. 4 chunks a row for the gate/up pairs at 3 blocks
+  // per SM measured the same as 2 at 4 blocks (H200, 2026-11-28).
+  constexpr int U = (M <= 2 ? 4 : 2) / R;
   const int lane = threadIdx.x & 31;
   const int64_t unit = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   const bool active = unit < units;  // whole warps
-  const int full = k8 / 32;  // chunks every lane has; lanes < k8 % 32 have one more
   const uint4* wrow[R];
 #pragma unroll
   for (int q = 0; q < R; ++q) wrow[q] = reinterpret_cast<const uint4*>(w) + ((active ? unit : 0) + q * units) * k8 + lane;
 
+  // Groups of U chunks per row (32 * U chunks of the row per warp), double-buffered as in
+  // GemvKernel: the next group's loads are issued before the current group's math, so up to 2 * R * U
+  // loads per lane are in flight and every wait is for a whole group (a ring that refills one slot
+  // per step made ptxas wait for every outstanding load at each step: 51 us instead of 32 for the
+  // 4096 x 14336 down projection on an H200).
+  const int groups = k8 / (32 * U);  // the same for every lane
   // Before the wait: only W (never written by an earlier kernel), only into registers.
-  uint4 ring[R][U];
+  uint4 cur[R][U];
 #pragma unroll
   for (int u = 0; u < U; ++u)
 #pragma unroll
-    for (int q = 0; q < R; ++q) ring[q][u] = LoadStreaming(wrow[q] + 32 * u, active && u < full);
+    for (int q = 0; q < R; ++q) cur[q][u] = LoadStreaming(wrow[q] + 32 * u, active && groups > 0);
   PdlAllowDependents();
   PdlWaitForPrimary();
 
@@ -262,31 +270,37 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
     }
   };
 
-  // Slot u of the ring holds chunk j (j % U == u); once read it is refilled with chunk j + U. Every
-  // step sits in its own conditional block: the scheduler cannot hoist a refill above the read of
-  // its slot (both values would be live) nor x loads into earlier steps (registers: see the top).
-  for (int j0 = 0; j0 < full; j0 += U) {
+  for (int g = 0; g < groups; ++g) {
+    uint4 nxt[R][U];
+    if (g + 1 < groups) {  // warp-uniform
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+#pragma unroll
+        for (int q = 0; q < R; ++q) nxt[q][u] = LoadStreaming(wrow[q] + 32 * ((g + 1) * U + u));
+    } else {
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+#pragma unroll
+        for (int q = 0; q < R; ++q) nxt[q][u] = make_uint4(0, 0, 0, 0);
+    }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const int j = j0 + u;
-      if (j < full) {  // uniform
-        uint4 wv[R];
+      uint4 wv[R];
 #pragma unroll
-        for (int q = 0; q < R; ++q) wv[q] = ring[q][u];
-        if (j + U < full) {
-#pragma unroll
-          for (int q = 0; q < R; ++q) ring[q][u] = LoadStreaming(wrow[q] + 32 * (j + U));
-        }
-        consume(wv, j);
-      }
+      for (int q = 0; q < R; ++q) wv[q] = cur[q][u];
+      consume(wv, g * U + u);
     }
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int q = 0; q < R; ++q) cur[q][u] = nxt[q][u];
   }
-  // The k8 % 32 chunks left: one more for the first lanes.
-  if (32 * full + lane < k8) {
+  // The chunks after the last full group (fewer than 32 * U): one at a time, in order.
+  for (int j = groups * U; 32 * j + lane < k8; ++j) {
     uint4 wv[R];
 #pragma unroll
-    for (int q = 0; q < R; ++q) wv[q] = LoadStreaming(wrow[q] + 32 * full);
-    consume(wv, full);
+    for (int q = 0; q < R; ++q) wv[q] = LoadStreaming(wrow[q] + 32 * j);
+    consume(wv, j);
   }
 
 #pragma unroll
