@@ -81,6 +81,7 @@ const GEMM_RESIDUAL_MIN_TOKENS = 128;
  * Paged steps of at most this many tokens (decode, draft verification) run the fused path: four
  * few-row GEMVs with their norms, SwiGLU and residual adds folded in, and one pass for q/k norm +
  * rotary + cache write. The CUDA GEMV handles up to 8 rows; fusedLinear composes the plain ops beyond.
+ * AERIE_UNFUSED_DECODE=1 runs such steps through the general layer instead (for A/B timing).
  */
 const FUSED_MAX_TOKENS = 8;
 
