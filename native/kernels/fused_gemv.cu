@@ -62,7 +62,7 @@ constexpr size_t kMaxNormSmem = 160 * 1024;  // bytes of normalised rows (M * K 
 constexpr int kMaxNormWarps = 16;            // warps of rmsnorm's widest block (512 threads)
 
 // 16 bytes of W, read once: bypass L1 so x stays cached there. volatile: never speculated past the
-// end of the row. `pred` false reads nothing (the result is garbage, never used): the first ring is
+// end of the row. `pred` false reads nothing (the result is garbage, never used): the first group is
 // issued as straight-line predicated loads, back to back.
 __device__ __forceinline__ uint4 LoadStreaming(const uint4* p, bool pred = true) {
   uint4 v;
@@ -164,7 +164,7 @@ __device__ __forceinline__ void NormPrologue(const uint4* x,      // (M, k8) pac
     const int t = q - r * width;
     float ss = 0.f;
     if (valid) {
-#pragma unroll 1  // registers: the ring of W chunks is live here
+#pragma unroll 1  // registers: the first group of W chunks is live here
       for (int v = t; v < k8; v += width) {
         float h[8];
         Unpack8<T>(x[r * k8 + v], h);
