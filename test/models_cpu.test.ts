@@ -339,6 +339,20 @@ describe.each(CASES)('engine consistency: $name', ({ model: make }) => {
           runner.dispose();
         }
         expect([sa.length, sb.length]).toEqual([11, 5]);
+        // A bad token in any row is refused before a block is reserved for any row.
+        const sc = cache.newSequence();
+        prefill(m, [{ ids: a.slice(0, 4), seq: sc }], { cache }); // 4 tokens: its next one needs a second block
+        expect(sc.blocks).toHaveLength(1);
+        const free = cache.allocator.numFree;
+        const two = new DecodeRunner(m, cache, 2, 4);
+        try {
+          expect(() => two.step([sc, sa], [a[4], m.vocabSize])).toThrow(/outside the vocabulary/);
+          expect(sc.blocks).toHaveLength(1);
+          expect(cache.allocator.numFree).toBe(free);
+          expect([sc.length, sa.length]).toEqual([4, 11]);
+        } finally {
+          two.dispose();
+        }
       } finally {
         cache.dispose();
       }

@@ -63,6 +63,16 @@ export class DecodeRunner {
     if (this.disposed) throw new Error('DecodeRunner.step: disposed');
     const B = this.batch;
     if (seqs.length !== B || tokens.length !== B) throw new RangeError(`DecodeRunner.step: expected ${B} sequences and tokens, got ${seqs.length} and ${tokens.length}`);
+    // Every row is checked before any block is reserved: a bad input leaves the cache as it was.
+    for (let b = 0; b < B; b++) {
+      const s = seqs[b];
+      if (!s) continue;
+      const tok = tokens[b];
+      if (!Number.isInteger(tok) || tok < 0 || tok >= this.model.vocabSize) throw new RangeError(`DecodeRunner.step: token ${tok} of row ${b} is outside the vocabulary`);
+      if (s.released) throw new Error(`DecodeRunner.step: sequence ${s.id} of row ${b} was released`);
+      const need = this.cache.blocksFor(s.length + 1);
+      if (need > this.width) throw new Error(`DecodeRunner.step: sequence ${s.id} needs ${need} blocks, more than the runner's width ${this.width}`);
+    }
     const host = new Int32Array(4 * B + B * this.width);
     for (let b = 0; b < B; b++) {
       const s = seqs[b];
@@ -71,9 +81,7 @@ export class DecodeRunner {
         continue;
       }
       const tok = tokens[b];
-      if (!Number.isInteger(tok) || tok < 0 || tok >= this.model.vocabSize) throw new RangeError(`DecodeRunner.step: token ${tok} of row ${b} is outside the vocabulary`);
       this.cache.reserve(s, s.length + 1);
-      if (s.blocks.length > this.width) throw new Error(`DecodeRunner.step: sequence ${s.id} needs ${s.blocks.length} blocks, more than the runner's width ${this.width}`);
       host[b] = tok;
       host[B + b] = s.length;
       host[2 * B + b] = this.cache.slot(s, s.length);
