@@ -47,6 +47,7 @@
 
 #include "activation_math.h"
 #include "fused_gemv.h"
+#include "gemv_dot.cuh"
 #include "pdl.h"
 
 namespace aerie {
@@ -74,30 +75,8 @@ __device__ __forceinline__ uint4 LoadStreaming(const uint4* p, bool pred = true)
   return v;
 }
 
-// Two packed 16-bit values (element 2i in the low half) to fp32.
-template <typename T>
-__device__ __forceinline__ float2 Unpack2(uint32_t u);
-template <>
-__device__ __forceinline__ float2 Unpack2<__nv_bfloat16>(uint32_t u) {
-  return make_float2(__uint_as_float(u << 16), __uint_as_float(u & 0xffff0000u));
-}
-template <>
-__device__ __forceinline__ float2 Unpack2<__half>(uint32_t u) {
-  __half2 h;
-  static_assert(sizeof(h) == sizeof(u), "half2 is 4 bytes");
-  memcpy(&h, &u, sizeof(u));
-  return __half22float2(h);
-}
-
-// acc += dot(w, x) over 8 packed 16-bit elements, in element order (GemvKernel's Dot8).
-template <typename T>
-__device__ __forceinline__ void Dot8(float& acc, const uint4& w, const uint4& x) {
-  float2 wf, xf;
-  wf = Unpack2<T>(w.x); xf = Unpack2<T>(x.x); acc = fmaf(wf.x, xf.x, acc); acc = fmaf(wf.y, xf.y, acc);
-  wf = Unpack2<T>(w.y); xf = Unpack2<T>(x.y); acc = fmaf(wf.x, xf.x, acc); acc = fmaf(wf.y, xf.y, acc);
-  wf = Unpack2<T>(w.z); xf = Unpack2<T>(x.z); acc = fmaf(wf.x, xf.x, acc); acc = fmaf(wf.y, xf.y, acc);
-  wf = Unpack2<T>(w.w); xf = Unpack2<T>(x.w); acc = fmaf(wf.x, xf.x, acc); acc = fmaf(wf.y, xf.y, acc);
-}
+using gemv::Dot8;
+using gemv::Unpack2;
 
 // The 8 elements of a 16-byte pack of T as fp32, in order.
 template <typename T>

@@ -29,6 +29,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "gemv_dot.cuh"
 #include "matmul.h"
 
 namespace aerie {
@@ -82,30 +83,8 @@ __device__ __forceinline__ uint4 LoadStreaming(const uint4* p) {
   return v;
 }
 
-// Two packed 16-bit values (element 2i in the low half) to fp32.
-template <typename T>
-__device__ __forceinline__ float2 Unpack2(uint32_t u);
-template <>
-__device__ __forceinline__ float2 Unpack2<__nv_bfloat16>(uint32_t u) {
-  return make_float2(__uint_as_float(u << 16), __uint_as_float(u & 0xffff0000u));
-}
-template <>
-__device__ __forceinline__ float2 Unpack2<__half>(uint32_t u) {
-  __half2 h;
-  static_assert(sizeof(h) == sizeof(u), "half2 is 4 bytes");
-  memcpy(&h, &u, sizeof(u));
-  return __half22float2(h);
-}
-
-// acc += dot(w, x) over 8 packed 16-bit elements.
-template <typename T>
-__device__ __forceinline__ void Dot8(float& acc, const uint4& w, const uint4& x) {
-  float2 wf, xf;
-  wf = Unpack2<T>(w.x); xf = Unpack2<T>(x.x); acc = fmaf(wf.x, xf.x, acc); acc = fmaf(wf.y, xf.y, acc);
-  wf = Unpack2<T>(w.y); xf = Unpack2<T>(x.y); acc = fmaf(wf.x, xf.x, acc); acc = fmaf(wf.y, xf.y, acc);
-  wf = Unpack2<T>(w.z); xf = Unpack2<T>(x.z); acc = fmaf(wf.x, xf.x, acc); acc = fmaf(wf.y, xf.y, acc);
-  wf = Unpack2<T>(w.w); xf = Unpack2<T>(x.w); acc = fmaf(wf.x, xf.x, acc); acc = fmaf(wf.y, xf.y, acc);
-}
+using gemv::Dot8;
+using gemv::Unpack2;
 
 // C[r, n] = alpha * sum_k A[r, k] * W[n, k] + beta * C[r, n] + bias[n] for r < M, one warp per n.
 // A: [M, K] dense, W: [N, K] dense, both 16-byte aligned; K = 8 * k8; C: [M, N] dense.
