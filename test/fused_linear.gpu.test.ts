@@ -9,94 +9,16 @@ import { rmsnorm } from '../src/runtime/ops/norm.js';
 import { linear } from '../src/runtime/ops/matmul.js';
 import { swigluFused } from '../src/runtime/ops/activation.js';
 import { add } from '../src/runtime/ops/elementwise.js';
-import { OUT_REL, worstError } from './helpers/ref_matmul.js';
-import { rmsnormRef } from './helpers/ref_norm.js';
+import { worstError } from './helpers/ref_matmul.js';
+import { fusedLinearReference, type RefCase } from './helpers/ref_fused_linear.js';
 import { firstByteDifference } from './helpers/compare.js';
-import { Rng, roundBf16 } from './helpers/random.js';
+import { Rng } from './helpers/random.js';
 
 const dev = 'cuda:0' as const;
 const U = 2 ** -24; // fp32 unit roundoff
 // The bit-for-bit comparison with the unfused CUDA ops assumes their linear takes the few-rows GEMV
 // kernel (whose summation order the fused kernel shares); AERIE_NO_GEMV sends it to cuBLASLt.
 const exactVsUnfused = !(process.env.AERIE_NO_GEMV && process.env.AERIE_NO_GEMV !== '0');
-
-/** The problem as the op sees it: every array holds the exact (already rounded) stored values. */
-interface RefCase {
-  m: number;
-  k: number;
-  nW: number;
-  x: Float32Array;
-  w: Float32Array;
-  bias?: Float32Array;
-  norm?: { w: Float32Array; eps: number };
-  swiglu?: boolean;
-  residual?: Float32Array;
-  xDType: DType;
-  outDType: DType;
-}
-
-/**
- * Float64 reference and a per-element bound on |op - reference| (as in fused_linear.test.ts):
- *   y: rmsnorm in float64 rounded to x's dtype; the op's y may differ by yRel * |y| (below);
- *   acc: accFactor * (k + 4) * 2^-24 * sum|terms| (any fp32 summation order, bias inside the + 4)
- *     + yRel * sum|terms|;
- *   each rounding to the output dtype adds OUT_REL * (|value| + bound so far);
- *   swiglu: |silu'| <= 1.1, so 1.1 |dg| (|u| + |du|) + |silu(g)| |du|, + 8 * 2^-24 * |value|.
- */
-function reference(c: RefCase, yRel: number, accFactor: number): { out: Float64Array; tol: Float64Array } {
-  const { m, k, nW } = c;
-  let y: ArrayLike<number> = c.x;
-  if (c.norm) {
-    const exact = Float32Array.from(rmsnormRef(c.x, c.norm.w, m, k, c.norm.eps).y);
-    y = c.xDType === 'bfloat16' ? roundBf16(exact) : exact;
-  }
-  const acc = new Float64Array(m * nW);
-  const tAcc = new Float64Array(m * nW);
-  for (let i = 0; i < m; i++) {
-    for (let j = 0; j < nW; j++) {
-      let s = 0;
-      let mag = 0;
-      const xo = i * k;
-      const wo = j * k;
-      for (let l = 0; l < k; l++) {
-        const t = y[xo + l] * c.w[wo + l];
-        s += t;
-        mag += Math.abs(t);
-      }
-      if (c.bias) {
-        s += c.bias[j];
-        mag += Math.abs(c.bias[j]);
-      }
-      acc[i * nW + j] = s;
-      tAcc[i * nW + j] = accFactor * (k + 4) * U * mag + yRel * mag;
-    }
-  }
-  const rel = OUT_REL[c.outDType];
-  const n = c.swiglu ? nW / 2 : nW;
-  const out = new Float64Array(m * n);
-  const tol = new Float64Array(m * n);
-  const rounded = (idx: number) => ({ v: acc[idx], t: tAcc[idx] + rel * (Math.abs(acc[idx]) + tAcc[idx]) });
-  for (let i = 0; i < m; i++) {
-    for (let j = 0; j < n; j++) {
-      let { v, t } = rounded(i * nW + j);
-      if (c.swiglu) {
-        const u = rounded(i * nW + n + j);
-        const silu = v / (1 + Math.exp(-v));
-        const gt = t;
-        v = silu * u.v;
-        t = 1.1 * gt * (Math.abs(u.v) + u.t) + Math.abs(silu) * u.t + 8 * U * Math.abs(v);
-        t += rel * (Math.abs(v) + t);
-      }
-      if (c.residual) {
-        v += c.residual[i * n + j];
-        t += rel * (Math.abs(v) + t);
-      }
-      out[i * n + j] = v;
-      tol[i * n + j] = t + 1e-30;
-    }
-  }
-  return { out, tol };
-}
 
 /**
  * How far the op's normalised x may be from the float64 one rounded to x's dtype, relative to |y|.
@@ -209,8 +131,8 @@ function check(label: string, p: Problem): void {
   const twin = runFused(on(p, 'cpu'), p);
   expect(got.dtype).toBe(p.opts.outDType);
   const gotF = got.toFloat32Array();
-  const refG = reference(p.ref, yRel(p.ref.xDType, p.ref.k, true), 2);
-  const refC = reference(p.ref, yRel(p.ref.xDType, p.ref.k, false), 1);
+  const refG = fusedLinearReference(p.ref, yRel(p.ref.xDType, p.ref.k, true), 2);
+  const refC = fusedLinearReference(p.ref, yRel(p.ref.xDType, p.ref.k, false), 1);
   const vsRef = worstError(gotF, refG.out, refG.tol);
   expect(vsRef.ratio, `${label} vs float64: element ${vsRef.index} is ${vsRef.got}, reference ${vsRef.want}`).toBeLessThanOrEqual(1);
   const both = refG.tol.map((t, i) => t + refC.tol[i]);
@@ -319,8 +241,8 @@ describe.skipIf(!hasGpu)('fusedLinear on CUDA: vs float64, the CPU twin, and the
       // Either way the op gives the same result: compare through the op on those device tensors.
       const got = runFused(g, p);
       const twin = runFused(on(p, 'cpu'), p);
-      const refG = reference(p.ref, yRel(p.ref.xDType, p.ref.k, true), 2);
-      const refC = reference(p.ref, yRel(p.ref.xDType, p.ref.k, false), 1);
+      const refG = fusedLinearReference(p.ref, yRel(p.ref.xDType, p.ref.k, true), 2);
+      const refC = fusedLinearReference(p.ref, yRel(p.ref.xDType, p.ref.k, false), 1);
       const gotF = got.toFloat32Array();
       const vsRef = worstError(gotF, refG.out, refG.tol);
       expect(vsRef.ratio, `${label} vs float64: element ${vsRef.index} is ${vsRef.got}, reference ${vsRef.want}`).toBeLessThanOrEqual(1);

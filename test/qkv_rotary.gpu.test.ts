@@ -14,14 +14,9 @@ import { ropeInvFreq } from '../src/runtime/ops/rope_params.js';
 // The CUDA kernel computes the same steps as the CPU twin (split + rotary_math.h), so q, k and v are
 // equal bit for bit, on the vectorised path (head dims whose halves are multiples of 16 bytes) and
 // the scalar one.
+/** a and b hold the same values bit for bit (as the float32 / int32 arrays toArray gives). */
 function bitsEqual(a: Tensor, b: Tensor): boolean {
-  const x = a.toArray();
-  const y = b.toArray();
-  if (x.length !== y.length) return false;
-  const ux = x instanceof Float32Array ? new Uint32Array(x.buffer, x.byteOffset, x.length) : x;
-  const uy = y instanceof Float32Array ? new Uint32Array(y.buffer, y.byteOffset, y.length) : y;
-  for (let i = 0; i < ux.length; i++) if (ux[i] !== uy[i]) return false;
-  return true;
+  return firstByteDifference(a.toArray(), b.toArray()) === -1;
 }
 
 const configs = [

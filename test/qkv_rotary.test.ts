@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { relError } from './helpers/compare.js';
+import { firstByteDifference, relError } from './helpers/compare.js';
 import { Rng, roundBf16 } from './helpers/random.js';
 import { Tensor } from '../src/runtime/tensor.js';
 import { tidy } from '../src/runtime/scope.js';
@@ -13,14 +13,9 @@ import { createCausalLM } from '../src/models/load.js';
 import { randomSource } from '../src/models/weights.js';
 import { prefill } from '../src/models/batch.js';
 
+/** a and b hold the same values bit for bit (as the float32 / int32 arrays toArray gives). */
 function bitsEqual(a: Tensor, b: Tensor): boolean {
-  const x = a.toArray();
-  const y = b.toArray();
-  if (x.length !== y.length) return false;
-  const ux = x instanceof Float32Array ? new Uint32Array(x.buffer, x.byteOffset, x.length) : x;
-  const uy = y instanceof Float32Array ? new Uint32Array(y.buffer, y.byteOffset, y.length) : y;
-  for (let i = 0; i < ux.length; i++) if (ux[i] !== uy[i]) return false;
-  return true;
+  return firstByteDifference(a.toArray(), b.toArray()) === -1;
 }
 
 const configs = [
