@@ -5,7 +5,7 @@ import type { DType } from '../src/runtime/dtype.js';
 import { CudaGraph, synchronize } from '../src/runtime/cuda.js';
 import { linear, matmul, type MatmulOptions } from '../src/runtime/ops/matmul.js';
 import { OUT_REL, gemmTolerance, refMatmul, worstError, type RefGemm } from './helpers/ref_matmul.js';
-import { Rng } from './helpers/random.js';
+import { Rng, roundBf16 } from './helpers/random.js';
 
 const dev = 'cuda:0' as const;
 
@@ -210,6 +210,80 @@ describe.skipIf(!hasGpu)('matmul on CUDA (cuBLASLt) vs the CPU twin', () => {
     const cpu = linear(x2.cpu, w.cpu, bias.cpu);
     check('graph replay', y, cpu, { a: x2.v, b: w.v, m: 16, n: 384, k: 256, transB: true, bias: bias.v }, OUT_REL.bfloat16);
     graph.destroy();
+  });
+});
+
+/**
+ * Prefill-sized products (>= 2^36 FLOP) are autotuned on their first call (matmul_cuda.cc,
+ * PickFastest): every candidate the heuristic offers is run into a scratch output and timed, and the
+ * fastest is kept. These check what that must never change: the caller's out (with beta = 1 it is an
+ * input) and the result, on sampled elements against float64; and that a first call inside a CUDA
+ * graph capture (where timing would need a forbidden synchronisation) still captures and replays.
+ */
+describe.skipIf(!hasGpu)('autotuned prefill-sized GEMMs on CUDA', () => {
+  const [m, n, k] = [4096, 4096, 2048]; // 2 m n k = 2^36 FLOP: the smallest tuned product
+
+  /** Checks sampled elements of got [m, n] against c0 + a [m, k] @ w [n, k]^T in float64. */
+  function checkSampled(label: string, got: Float32Array, a: Float32Array, w: Float32Array, c0: Float32Array | null, outRel: number): void {
+    const rng = new Rng(7);
+    const samples = 512;
+    const want = new Float64Array(samples);
+    const mag = new Float64Array(samples);
+    const seen = new Float64Array(samples);
+    for (let s = 0; s < samples; s++) {
+      const i = Math.floor(rng.next() * m);
+      const j = Math.floor(rng.next() * n);
+      let v = c0 ? c0[i * n + j] : 0;
+      let mg = Math.abs(v);
+      for (let l = 0; l < k; l++) {
+        const t = a[i * k + l] * w[j * k + l];
+        v += t;
+        mg += Math.abs(t);
+      }
+      want[s] = v;
+      mag[s] = mg;
+      seen[s] = got[i * n + j];
+    }
+    const e = worstError(seen, want, gemmTolerance(want, mag, k, outRel, 2));
+    expect(e.ratio, `${label}: sample ${e.index} is ${e.got}, float64 ${e.want}`).toBeLessThanOrEqual(1);
+  }
+
+  it('beta = 1 into out (the residual GEMMs of prefill): tuning leaves out intact, the result is right and repeatable', () => {
+    const rng = new Rng(71);
+    const a = roundBf16(rng.uniform(m * k));
+    const w = roundBf16(rng.uniform(n * k));
+    const c0 = roundBf16(rng.uniform(m * n, -4, 4));
+    const ag = Tensor.fromArray(a, [m, k], { dtype: 'bfloat16', device: dev });
+    const wg = Tensor.fromArray(w, [n, k], { dtype: 'bfloat16', device: dev });
+    const out = Tensor.fromArray(c0, [m, n], { dtype: 'bfloat16', device: dev });
+    matmul(ag, wg, { transB: true, beta: 1, out }); // first call of this shape: tuned here
+    const first = out.toFloat32Array() as Float32Array;
+    checkSampled('first (tuned) call', first, a, w, c0, OUT_REL.bfloat16);
+    out.copy_(Tensor.fromArray(c0, [m, n], { dtype: 'bfloat16', device: dev }));
+    matmul(ag, wg, { transB: true, beta: 1, out }); // the cached, tuned plan
+    expect(out.toFloat32Array()).toEqual(first);
+    for (const t of [ag, wg, out]) t.dispose();
+  });
+
+  it('a first call inside a CUDA graph capture is not tuned (no synchronisation) and replays correctly', () => {
+    const rng = new Rng(73);
+    const a = rng.uniform(m * k);
+    const w = rng.uniform(n * k);
+    // float16 operands: a plan key no other test has made, so the capture is the shape's first call.
+    const f16 = (v: Float32Array) => Tensor.fromArray(v, [v.length], { dtype: 'float16' }).toFloat32Array() as Float32Array;
+    const a16 = f16(a);
+    const w16 = f16(w);
+    const ag = Tensor.fromArray(a16, [m, k], { dtype: 'float16', device: dev });
+    const wg = Tensor.fromArray(w16, [n, k], { dtype: 'float16', device: dev });
+    const out = Tensor.empty([m, n], 'float16', dev);
+    const graph = CudaGraph.capture(dev, () => {
+      matmul(ag, wg, { transB: true, out });
+    });
+    graph.replay();
+    synchronize(dev);
+    checkSampled('graph replay', out.toFloat32Array() as Float32Array, a16, w16, null, OUT_REL.float16);
+    graph.destroy();
+    for (const t of [ag, wg, out]) t.dispose();
   });
 });
 

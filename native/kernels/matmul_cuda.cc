@@ -27,6 +27,8 @@
 #include "matmul.h"
 
 #if defined(AERIE_WITH_CUDA)
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -139,8 +141,105 @@ bool ReducesInOutputType(const cublasLtMatmulAlgo_t& algo) {
   return splits > 1 && (scheme & (CUBLASLT_REDUCTION_SCHEME_INPLACE | CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE)) != 0;
 }
 
-// Builds the descriptors and asks the heuristic for an algorithm; nullptr when it offers none.
-std::unique_ptr<Plan> BuildPlan(const PlanKey& key, const void* bias) {
+// What autotuning needs to run the candidates on the call's own inputs.
+struct TuneInputs {
+  const void* a;  // ours (cuBLASLt's B)
+  const void* b;  // ours (cuBLASLt's A)
+  void* workspace;
+  cudaStream_t stream;
+};
+
+// Autotuning: for large products, time the heuristic's candidates once on the first call of a
+// shape and keep the fastest (the heuristic's first pick is a model's guess; on prefill-sized GEMMs
+// the guesses differ by a few percent). On by default for every product of at least 2^36 FLOP
+// (prefill-sized); AERIE_GEMM_AUTOTUNE=0 turns it off, AERIE_GEMM_AUTOTUNE_LOG=1 prints the timings
+// to stderr.
+bool EnvFlag(const char* name, bool fallback) {
+  const char* e = std::getenv(name);
+  if (!e || !*e) return fallback;
+  return std::string(e) != "0";
+}
+bool ShouldTune(const PlanKey& k) {
+  static const bool on = EnvFlag("AERIE_GEMM_AUTOTUNE", true);
+  const double flops = 2.0 * static_cast<double>(k.m) * static_cast<double>(k.n) * static_cast<double>(k.k) * static_cast<double>(k.batch);
+  return on && !k.bias_epilogue && k.batch == 1 && flops >= 68719476736.0;
+}
+
+// Index into `candidates` of the fastest (3 rounds of 2 timed runs each, after one untimed), into a
+// scratch output (beta = 0: the caller's C is never touched). 0 (the heuristic's pick) whenever timing is
+// not possible: a stream being captured into a graph (no synchronisation allowed), a scratch output
+// above 2 GiB, or any CUDA error.
+size_t PickFastest(const Plan& plan, const std::vector<const cublasLtMatmulHeuristicResult_t*>& candidates, const PlanKey& key,
+                   const TuneInputs& in) {
+  if (candidates.size() < 2) return 0;
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(in.stream, &capture) != cudaSuccess || capture != cudaStreamCaptureStatusNone) return 0;
+  const size_t out_bytes = static_cast<size_t>(key.m * key.n) * DTypeSize(key.out_type);
+  if (out_bytes > (size_t{2} << 30)) return 0;
+  const Api& api = GetApi();
+  const cublasLtHandle_t handle = HandleFor(key.device);
+  void* scratch = DeviceAlloc(key.device, out_bytes);
+  cudaEvent_t start = nullptr, stop = nullptr;
+  size_t best = 0;
+  std::string log;
+  if (cudaEventCreate(&start) == cudaSuccess && cudaEventCreate(&stop) == cudaSuccess &&
+      cudaStreamSynchronize(in.stream) == cudaSuccess) {
+    const float alpha = 1.f, beta = 0.f;
+    auto run = [&](const cublasLtMatmulAlgo_t& algo) {
+      return api.cublasLtMatmul(handle, plan.desc, &alpha, in.b, plan.lt_a, in.a, plan.lt_b, &beta, scratch, plan.lt_c, scratch,
+                                plan.lt_c, &algo, in.workspace, kWorkspaceBytes, in.stream) == CUBLAS_STATUS_SUCCESS;
+    };
+    // One untimed run each (a candidate that fails is dropped; if the heuristic's own pick fails,
+    // keep it and let the real call report), then rounds over all of them, so that clock and power
+    // drift while tuning weighs on every candidate alike.
+    const size_t n = candidates.size();
+    std::vector<bool> usable(n, true);
+    std::vector<float> total(n, 0.f);
+    bool ok = true;
+    for (size_t i = 0; i < n && ok; ++i) {
+      usable[i] = run(candidates[i]->algo);
+      if (!usable[i]) {
+        cudaGetLastError();
+        ok = i > 0;
+      }
+    }
+    constexpr int kRounds = 3, kRunsPerRound = 2;
+    for (int round = 0; round < kRounds && ok; ++round) {
+      for (size_t i = 0; i < n && ok; ++i) {
+        if (!usable[i]) continue;
+        ok = cudaEventRecord(start, in.stream) == cudaSuccess;
+        for (int r = 0; r < kRunsPerRound && ok; ++r) ok = run(candidates[i]->algo);
+        float ms = 0.f;
+        ok = ok && cudaEventRecord(stop, in.stream) == cudaSuccess && cudaEventSynchronize(stop) == cudaSuccess &&
+             cudaEventElapsedTime(&ms, start, stop) == cudaSuccess;
+        total[i] += ms;
+      }
+    }
+    if (ok) {
+      for (size_t i = 0; i < n; ++i) {
+        if (!usable[i]) continue;
+        log += " #" + std::to_string(i) + "=" + std::to_string(total[i] / (kRounds * kRunsPerRound));
+        if (total[i] < total[best]) best = i;
+      }
+    } else {
+      cudaGetLastError();
+      best = 0;
+    }
+  }
+  cudaStreamSynchronize(in.stream);
+  if (start) cudaEventDestroy(start);
+  if (stop) cudaEventDestroy(stop);
+  DeviceFree(key.device, scratch);
+  static const bool verbose = EnvFlag("AERIE_GEMM_AUTOTUNE_LOG", false);
+  if (verbose)
+    std::fprintf(stderr, "aerie gemm autotune m=%lld n=%lld k=%lld: ms per run%s -> #%zu\n", static_cast<long long>(key.m),
+                 static_cast<long long>(key.n), static_cast<long long>(key.k), log.c_str(), best);
+  return best;
+}
+
+// Builds the descriptors and asks the heuristic for an algorithm; nullptr when it offers none. With
+// `tune`, large products pick the fastest candidate by timing (PickFastest).
+std::unique_ptr<Plan> BuildPlan(const PlanKey& key, const void* bias, const TuneInputs* tune) {
   const Api& api = GetApi();
   auto plan = std::make_unique<Plan>();
   Check(api.cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
@@ -169,29 +268,31 @@ std::unique_ptr<Plan> BuildPlan(const PlanKey& key, const void* bias) {
   SetPref<uint32_t>(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align_c);
   SetPref<uint32_t>(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align_c);
 
-  cublasLtMatmulHeuristicResult_t results[8];
+  constexpr int kCandidates = 16;
+  cublasLtMatmulHeuristicResult_t results[kCandidates];
   std::memset(results, 0, sizeof(results));
   int returned = 0;
   cublasStatus_t st = api.cublasLtMatmulAlgoGetHeuristic(HandleFor(key.device), plan->desc, plan->lt_a, plan->lt_b,
-                                                         plan->lt_c, plan->lt_c, pref, 8, results, &returned);
+                                                         plan->lt_c, plan->lt_c, pref, kCandidates, results, &returned);
   if (st == CUBLAS_STATUS_NOT_SUPPORTED) return nullptr;
   Check(st, "cublasLtMatmulAlgoGetHeuristic");
   // Results come fastest first. For a 16-bit output, pass over split-K configurations that sum
   // their partial products in that 16-bit type (INPLACE / OUTPUT_TYPE) when any other is offered:
   // they would round every partial sum to 8 or 11 bits.
   const bool narrow_out = key.out_type != DType::F32;
-  const cublasLtMatmulHeuristicResult_t* chosen = nullptr;
-  for (int pass = narrow_out ? 0 : 1; pass < 2 && !chosen; ++pass) {
-    for (int i = 0; i < returned && !chosen; ++i) {
+  std::vector<const cublasLtMatmulHeuristicResult_t*> candidates;
+  for (int pass = narrow_out ? 0 : 1; pass < 2 && candidates.empty(); ++pass) {
+    for (int i = 0; i < returned; ++i) {
       const auto& r = results[i];
       if (r.state != CUBLAS_STATUS_SUCCESS || r.workspaceSize > kWorkspaceBytes) continue;
       if (pass == 0 && ReducesInOutputType(r.algo)) continue;
-      chosen = &r;
+      candidates.push_back(&r);
     }
   }
-  if (!chosen) return nullptr;
-  plan->algo = chosen->algo;
-  plan->workspace = chosen->workspaceSize;
+  if (candidates.empty()) return nullptr;
+  const size_t pick = tune && ShouldTune(key) ? PickFastest(*plan, candidates, key, *tune) : 0;
+  plan->algo = candidates[pick]->algo;
+  plan->workspace = candidates[pick]->workspaceSize;
   return plan;
 }
 
@@ -309,7 +410,8 @@ void MatmulCuda(const MatmulArgs& p, int device, cudaStream_t stream) {
     auto it = state.plans.find(key);
     if (it == state.plans.end()) {
       if (state.plans.size() >= kMaxPlans) state.plans.clear();
-      it = state.plans.emplace(key, BuildPlan(key, p.bias)).first;  // a null plan is cached too: no re-search
+      const TuneInputs tune{p.a, p.b, workspace, stream};
+      it = state.plans.emplace(key, BuildPlan(key, p.bias, &tune)).first;  // a null plan is cached too: no re-search
     }
     if ((plan = it->second.get())) break;
   }
