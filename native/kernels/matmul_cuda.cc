@@ -18,7 +18,8 @@
 // whose tiles would be mostly empty rows there, for the GEMV kernel in matmul.cu (MatmulGemvCuda).
 //
 // Per call: one cached plan lookup and one cublasLtMatmul. Plans (descriptors, layouts and the
-// algorithm from cublasLtMatmulAlgoGetHeuristic) are cached per problem key -- shape, strides,
+// algorithm from cublasLtMatmulAlgoGetHeuristic, timed among its candidates for prefill-sized
+// products: PickFastest) are cached per problem key -- shape, strides,
 // transposes, dtypes, epilogue and pointer alignments -- so repeated shapes search once. Each
 // (device, stream) gets its own 32 MiB workspace from the caching allocator: two streams sharing
 // one would race on it. fp32 accumulation always (CUBLAS_COMPUTE_32F, no TF32). Dtype pairs
@@ -151,24 +152,30 @@ struct TuneInputs {
 
 // Autotuning: for large products, time the heuristic's candidates once on the first call of a
 // shape and keep the fastest (the heuristic's first pick is a model's guess; on prefill-sized GEMMs
-// the guesses differ by a few percent). On by default for every product of at least 2^36 FLOP
-// (prefill-sized); AERIE_GEMM_AUTOTUNE=0 turns it off, AERIE_GEMM_AUTOTUNE_LOG=1 prints the timings
-// to stderr.
+// the guesses differ by a few percent). On by default for products of at least 2^36 FLOP
+// (prefill-sized), up to kMaxTunedShapes shapes; AERIE_GEMM_AUTOTUNE=0 turns it off,
+// AERIE_GEMM_AUTOTUNE_LOG=1 prints the timings to stderr.
 bool EnvFlag(const char* name, bool fallback) {
   const char* e = std::getenv(name);
   if (!e || !*e) return fallback;
   return std::string(e) != "0";
 }
-bool ShouldTune(const PlanKey& k) {
+// At most kMaxTunedShapes keys are tuned per process (a workload whose token counts vary step to step
+// would otherwise pay ~50 GEMMs' worth of timing for every new count); later ones take the heuristic.
+constexpr int kMaxTunedShapes = 64;
+bool ShouldTune(const PlanKey& k) {  // called under State::mu
   static const bool on = EnvFlag("AERIE_GEMM_AUTOTUNE", true);
+  static int tuned = 0;
   const double flops = 2.0 * static_cast<double>(k.m) * static_cast<double>(k.n) * static_cast<double>(k.k) * static_cast<double>(k.batch);
-  return on && !k.bias_epilogue && k.batch == 1 && flops >= 68719476736.0;
+  if (!on || k.bias_epilogue || k.batch != 1 || flops < 68719476736.0 || tuned >= kMaxTunedShapes) return false;
+  ++tuned;
+  return true;
 }
 
 // Index into `candidates` of the fastest (3 rounds of 2 timed runs each, after one untimed), into a
-// scratch output (beta = 0: the caller's C is never touched). 0 (the heuristic's pick) whenever timing is
-// not possible: a stream being captured into a graph (no synchronisation allowed), a scratch output
-// above 2 GiB, or any CUDA error.
+// scratch output (beta = 0: the caller's C is never touched). 0 (the heuristic's pick) whenever
+// timing is not possible: a stream being captured into a graph (no synchronisation allowed), a
+// scratch output above 2 GiB, or any CUDA error.
 size_t PickFastest(const Plan& plan, const std::vector<const cublasLtMatmulHeuristicResult_t*>& candidates, const PlanKey& key,
                    const TuneInputs& in) {
   if (candidates.size() < 2) return 0;
