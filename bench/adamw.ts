@@ -17,6 +17,7 @@ import type { DType } from '../src/runtime/dtype.js';
 import { cudaAvailable, cudaUnavailableReason, deviceName, emptyCache, synchronize } from '../src/runtime/cuda.js';
 import { adamwStep } from '../src/runtime/ops/optimizer.js';
 import { copyCeiling, timeCuda, runTorchReference } from './harness.js';
+import { benchCommand, intAtLeast, parseBench } from './cli.js';
 
 interface Args {
   n: number;
@@ -26,27 +27,8 @@ interface Args {
   out?: string;
 }
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = { n: 256 * 2 ** 20, iters: 30, warmup: 5, torch: true };
-  for (let i = 0; i < argv.length; i++) {
-    const next = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${argv[i - 1]} needs a value`);
-      return v;
-    };
-    switch (argv[i]) {
-      case '--n': a.n = Number(next()); break;
-      case '--iters': a.iters = Number(next()); break;
-      case '--warmup': a.warmup = Number(next()); break;
-      case '--no-torch': a.torch = false; break;
-      case '--out': a.out = next(); break;
-      default: throw new Error(`unknown argument ${argv[i]}`);
-    }
-  }
-  if (!(Number.isInteger(a.n) && a.n > 0)) throw new Error('--n must be a positive integer');
-  if (a.iters < 20) throw new Error('--iters must be >= 20 (the median of at least 20 runs)');
-  return a;
-}
+const program = benchCommand('adamw', "Aerie's fused AdamW step over N fp32 master weights, against the copy ceiling and torch", { iters: 30, warmup: 5 })
+  .option('--n <n>', 'parameters', intAtLeast('--n', 1), 256 * 2 ** 20);
 
 const DEVICE = 'cuda:0' as const;
 
@@ -104,7 +86,7 @@ function runTorch(a: Args): TorchResult | { error: string } {
 }
 
 function main(): void {
-  const a = parseArgs(process.argv.slice(2));
+  const a = parseBench<Args>(program);
   if (!cudaAvailable()) throw new Error(`adamw bench needs a GPU: ${cudaUnavailableReason()}`);
   const ceiling = copyCeiling(DEVICE, { warmup: a.warmup, iters: a.iters });
   const rows = VARIANTS.map((v) => {

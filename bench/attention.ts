@@ -15,6 +15,7 @@ import { Tensor } from '../src/runtime/tensor.js';
 import { tidy } from '../src/runtime/scope.js';
 import { CudaEvent, cudaAvailable, cudaUnavailableReason, deviceName, synchronize } from '../src/runtime/cuda.js';
 import { attention, attentionBackward, type AttentionOptions } from '../src/runtime/ops/attention.js';
+import { benchCommand, intAtLeast, parseBench } from './cli.js';
 
 interface Args {
   L: number;
@@ -27,29 +28,11 @@ interface Args {
   out?: string;
 }
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = { L: 4096, heads: 32, kvHeads: 8, hd: 128, iters: 30, warmup: 10, torch: true };
-  for (let i = 0; i < argv.length; i++) {
-    const next = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${argv[i - 1]} needs a value`);
-      return v;
-    };
-    switch (argv[i]) {
-      case '--L': a.L = Number(next()); break;
-      case '--heads': a.heads = Number(next()); break;
-      case '--kv-heads': a.kvHeads = Number(next()); break;
-      case '--hd': a.hd = Number(next()); break;
-      case '--iters': a.iters = Number(next()); break;
-      case '--warmup': a.warmup = Number(next()); break;
-      case '--no-torch': a.torch = false; break;
-      case '--out': a.out = next(); break;
-      default: throw new Error(`unknown argument ${argv[i]}`);
-    }
-  }
-  if (a.iters < 20) throw new Error('--iters must be >= 20 (the median of at least 20 runs)');
-  return a;
-}
+const program = benchCommand('attention', "Aerie's flash attention forward and backward against torch's flash SDPA", { iters: 30, warmup: 10 })
+  .option('--L <n>', 'sequence length', intAtLeast('--L', 1), 4096)
+  .option('--heads <n>', 'query heads', intAtLeast('--heads', 1), 32)
+  .option('--kv-heads <n>', 'key/value heads', intAtLeast('--kv-heads', 1), 8)
+  .option('--hd <n>', 'head dimension', intAtLeast('--hd', 1), 128);
 
 const DEVICE = 'cuda:0' as const;
 
@@ -89,7 +72,7 @@ function runTorch(a: Args): TorchResult | { error: string } {
 }
 
 function main(): void {
-  const a = parseArgs(process.argv.slice(2));
+  const a = parseBench<Args>(program);
   if (!cudaAvailable()) throw new Error(`attention bench needs a GPU: ${cudaUnavailableReason()}`);
   const { L, heads: nH, kvHeads: nKV, hd } = a;
   const fwdFlops = (4 * L * L * hd * nH) / 2;

@@ -20,6 +20,7 @@ import { randomSource } from '../src/models/weights.js';
 import { argmax } from '../src/runtime/ops/sampling.js';
 import { cudaAvailable, cudaUnavailableReason, deviceName, emptyCache, synchronize } from '../src/runtime/cuda.js';
 import { tidy } from '../src/runtime/scope.js';
+import { benchCommand, intAtLeast, parseBench } from './cli.js';
 
 interface Args {
   context: number;
@@ -29,26 +30,10 @@ interface Args {
   out?: string;
 }
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = { context: 128, steps: 256, eagerSteps: 64, torch: true };
-  for (let i = 0; i < argv.length; i++) {
-    const next = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${argv[i - 1]} needs a value`);
-      return v;
-    };
-    switch (argv[i]) {
-      case '--context': a.context = Number(next()); break;
-      case '--steps': a.steps = Number(next()); break;
-      case '--eager-steps': a.eagerSteps = Number(next()); break;
-      case '--no-torch': a.torch = false; break;
-      case '--out': a.out = next(); break;
-      default: throw new Error(`unknown argument ${argv[i]}`);
-    }
-  }
-  if (!(a.steps >= 20)) throw new Error('--steps must be >= 20');
-  return a;
-}
+const program = benchCommand('decode', 'batch-1 greedy decode on Llama-3.1-8B shapes against the memory roofline and transformers')
+  .option('--context <n>', 'prompt tokens prefilled before decoding', intAtLeast('--context', 1), 128)
+  .option('--steps <n>', 'timed decode steps (CUDA graphs)', intAtLeast('--steps', 20), 256)
+  .option('--eager-steps <n>', 'timed decode steps without graphs', intAtLeast('--eager-steps', 1), 64);
 
 const DEVICE = 'cuda:0' as const;
 
@@ -65,7 +50,7 @@ function runTorch(a: Args): TorchResult | { error: string } {
 }
 
 function main(): void {
-  const a = parseArgs(process.argv.slice(2));
+  const a = parseBench<Args>(program);
   if (!cudaAvailable()) throw new Error(`decode bench needs a GPU: ${cudaUnavailableReason()}`);
   const cfg = presetConfig('llama-3.1-8b');
   const source = randomSource({ seed: 2 });

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { Tensor } from '../src/runtime/tensor.js';
 import { CudaEvent, cudaAvailable, cudaUnavailableReason, deviceName, emptyCache, synchronize } from '../src/runtime/cuda.js';
 import { matmul } from '../src/runtime/ops/matmul.js';
+import { benchCommand, intAtLeast, parseBench } from './cli.js';
 
 interface Args {
   m: number;
@@ -32,28 +33,9 @@ export const SHAPES = [
   { name: 'down', n: 4096, k: 14336 },
 ] as const;
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = { m: 8192, iters: 30, warmup: 10, sets: 3, torch: true };
-  for (let i = 0; i < argv.length; i++) {
-    const next = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${argv[i - 1]} needs a value`);
-      return v;
-    };
-    switch (argv[i]) {
-      case '--m': a.m = Number(next()); break;
-      case '--iters': a.iters = Number(next()); break;
-      case '--warmup': a.warmup = Number(next()); break;
-      case '--sets': a.sets = Number(next()); break;
-      case '--no-torch': a.torch = false; break;
-      case '--out': a.out = next(); break;
-      default: throw new Error(`unknown argument ${argv[i]}`);
-    }
-  }
-  if (a.iters < 20) throw new Error('--iters must be >= 20 (the median of at least 20 runs)');
-  if (!(a.sets >= 1)) throw new Error('--sets must be >= 1');
-  return a;
-}
+const program = benchCommand('gemm', "Aerie's matmul (cuBLASLt) on the Llama-3.1-8B projection shapes against torch.matmul", { iters: 30, warmup: 10 })
+  .option('--m <n>', 'rows (tokens) of every product', intAtLeast('--m', 1), 8192)
+  .option('--sets <n>', 'interleaved sets of runs, the best kept', intAtLeast('--sets', 1), 3);
 
 const DEVICE = 'cuda:0' as const;
 
@@ -122,7 +104,7 @@ function runTorch(a: Args): TorchResult | { error: string } {
 }
 
 function main(): void {
-  const a = parseArgs(process.argv.slice(2));
+  const a = parseBench<Args>(program);
   if (!cudaAvailable()) throw new Error(`gemm bench needs a GPU: ${cudaUnavailableReason()}`);
   const tflops = (flops: number, ms: number) => flops / (ms * 1e-3) / 1e12;
 

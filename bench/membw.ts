@@ -20,6 +20,7 @@ import { add } from '../src/runtime/ops/elementwise.js';
 import { addRmsnorm, addRmsnormBackward, rmsnorm, rmsnormBackward } from '../src/runtime/ops/norm.js';
 import { swiglu, swigluBackward, swigluFused, swigluFusedBackward } from '../src/runtime/ops/activation.js';
 import { copyCeiling, timeCuda, runTorchReference } from './harness.js';
+import { benchCommand, intAtLeast, parseBench } from './cli.js';
 
 interface Args {
   rows: number;
@@ -31,29 +32,10 @@ interface Args {
   out?: string;
 }
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = { rows: 32768, cols: 4096, iters: 30, warmup: 5, torch: true };
-  for (let i = 0; i < argv.length; i++) {
-    const next = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${argv[i - 1]} needs a value`);
-      return v;
-    };
-    switch (argv[i]) {
-      case '--rows': a.rows = Number(next()); break;
-      case '--cols': a.cols = Number(next()); break;
-      case '--iters': a.iters = Number(next()); break;
-      case '--warmup': a.warmup = Number(next()); break;
-      case '--no-torch': a.torch = false; break;
-      case '--only': a.only = next(); break;
-      case '--out': a.out = next(); break;
-      default: throw new Error(`unknown argument ${argv[i]}`);
-    }
-  }
-  for (const k of ['rows', 'cols'] as const) if (!(Number.isInteger(a[k]) && a[k] > 0)) throw new Error(`--${k} must be a positive integer`);
-  if (a.iters < 20) throw new Error('--iters must be >= 20 (the median of at least 20 runs)');
-  return a;
-}
+const program = benchCommand('membw', 'the memory-bound kernels on large bf16 tensors, against the copy ceiling and torch', { iters: 30, warmup: 5 })
+  .option('--rows <n>', 'rows of every tensor', intAtLeast('--rows', 1), 32768)
+  .option('--cols <n>', 'columns of every tensor', intAtLeast('--cols', 1), 4096)
+  .option('--only <names>', 'comma-separated kernels to run (default: all)');
 
 const DEVICE = 'cuda:0' as const;
 const BF16 = 2;
@@ -178,7 +160,7 @@ function runTorch(a: Args): TorchResult | { error: string } {
 }
 
 function main(): void {
-  const a = parseArgs(process.argv.slice(2));
+  const a = parseBench<Args>(program);
   if (!cudaAvailable()) throw new Error(`membw bench needs a GPU: ${cudaUnavailableReason()}`);
   const ceiling = copyCeiling(DEVICE, { warmup: a.warmup, iters: a.iters });
   const gbs = (bytes: number, ms: number) => bytes / (ms * 1e-3) / 1e9;

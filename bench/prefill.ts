@@ -20,6 +20,7 @@ import { randomSource } from '../src/models/weights.js';
 import { cudaAvailable, cudaUnavailableReason, deviceName, emptyCache, memoryStats, resetPeakMemory, synchronize } from '../src/runtime/cuda.js';
 import { tidy } from '../src/runtime/scope.js';
 import { Tensor } from '../src/runtime/tensor.js';
+import { benchCommand, intAtLeast, parseBench } from './cli.js';
 
 interface Args {
   batch: number;
@@ -30,27 +31,9 @@ interface Args {
   out?: string;
 }
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = { batch: 8, seq: 2048, iters: 20, warmup: 3, torch: true };
-  for (let i = 0; i < argv.length; i++) {
-    const next = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${argv[i - 1]} needs a value`);
-      return v;
-    };
-    switch (argv[i]) {
-      case '--batch': a.batch = Number(next()); break;
-      case '--seq': a.seq = Number(next()); break;
-      case '--iters': a.iters = Number(next()); break;
-      case '--warmup': a.warmup = Number(next()); break;
-      case '--no-torch': a.torch = false; break;
-      case '--out': a.out = next(); break;
-      default: throw new Error(`unknown argument ${argv[i]}`);
-    }
-  }
-  if (a.iters < 20) throw new Error('--iters must be >= 20 (the median of at least 20 runs)');
-  return a;
-}
+const program = benchCommand('prefill', 'prefill with EAGLE-3 taps on Llama-3.1-8B shapes against transformers', { iters: 20, warmup: 3 })
+  .option('--batch <n>', 'sequences packed into one step', intAtLeast('--batch', 1), 8)
+  .option('--seq <n>', 'tokens per sequence', intAtLeast('--seq', 1), 2048);
 
 const DEVICE = 'cuda:0' as const;
 
@@ -68,7 +51,7 @@ function runTorch(a: Args, taps: number[]): TorchResult | { error: string } {
 }
 
 function main(): void {
-  const a = parseArgs(process.argv.slice(2));
+  const a = parseBench<Args>(program);
   if (!cudaAvailable()) throw new Error(`prefill bench needs a GPU: ${cudaUnavailableReason()}`);
   const cfg = presetConfig('llama-3.1-8b');
   const N = cfg.numHiddenLayers;
