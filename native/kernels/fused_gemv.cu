@@ -33,6 +33,10 @@
  *     changes, fused_linear.gpu.test.ts's bit-for-bit comparison fails.
  *   - swiglu: act::Swiglu (activation_math.h) of the gate and up values rounded to the output dtype;
  *     residual: float(residual) + float(rounded value), one rounding (elementwise add).
+ *   - rotary (decode's qkv projection, fused_gemv.h FusedGemvRotary): a warp streams the rows j and
+ *     j + head_dim/2 of one head; the two rounded values are rotated with rotary_math.h's CosSin,
+ *     RotateFirst and RotateSecond, as QkvRotaryCacheKernel does without norms, and stored to q or
+ *     to the caches. It saves decode the separate qkvRotaryCache launch of every layer.
  */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -49,6 +53,7 @@
 #include "fused_gemv.h"
 #include "gemv_dot.cuh"
 #include "pdl.h"
+#include "rotary_math.h"
 
 namespace aerie {
 namespace {
@@ -190,16 +195,39 @@ __device__ __forceinline__ void NormPrologue(const uint4* x,      // (M, k8) pac
   __syncthreads();
 }
 
+// The rotary epilogue's arguments (fused_gemv.h FusedGemvRotary) as the kernel takes them.
+// positions and slot_mapping are written by the host before the step; they are read after the PDL
+// wait, with plain loads.
+// cos and sin of position * inv_freq (rotary_math.h's fp64 path), out of line: the epilogue's fp64
+// registers then stay out of the streaming loop's allocation.
+__device__ __noinline__ void RotaryCosSin(int32_t position, float inv_freq, float scaling, float* c, float* s) {
+  rotary::CosSin(position, inv_freq, scaling, false, c, s);
+}
+
+struct RotaryParams {
+  void* q;
+  void* k_cache;
+  void* v_cache;
+  const int32_t* positions;
+  const int32_t* slot_mapping;
+  const float* inv_freq;
+  int heads, kv_heads, head_dim, half;
+  int64_t capacity;
+  float scaling;
+};
+
 // One warp per unit: R = 1, out[:, unit] from W row unit; R = 2 (swiglu), out[:, unit] from gate row
 // unit and up row units + unit. out is (M, units); residual (M, units) may be out itself.
-template <typename T, int M, int R, bool kNorm>
+// kRotary (R = 2): unit u is pair j = u % half of head h = u / half, W rows h hd + j and h hd + j +
+// half; the epilogue rotates the pair (q and k heads) and writes q, or k and v to the caches.
+template <typename T, int M, int R, bool kNorm, bool kRotary = false>
 __global__ void __launch_bounds__(kThreads, MinBlocks<M>())
     FusedGemvKernel(const T* x,                  // (M, 8 * k8)
                     const T* __restrict__ w,     // (R * units, 8 * k8)
                     void* out, const void* residual, DType out_type,
                     const void* bias, DType bias_type,  // (R * units,) or null
                     const void* norm_w, bool norm_w_f32, float eps, int norm_width, bool norm_block,
-                    int64_t units, int k8) {
+                    int64_t units, int k8, RotaryParams rot) {
   extern __shared__ uint4 ys[];  // kNorm: (M, k8) normalised rows
   // 16-byte chunks of each W row per group and lane. 4 chunks a row for the gate/up pairs at 3 blocks
   // per SM measured the same as 2 at 4 blocks (H200, 2026-11-28).
@@ -207,9 +235,15 @@ __global__ void __launch_bounds__(kThreads, MinBlocks<M>())
   const int lane = threadIdx.x & 31;
   const int64_t unit = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   const bool active = unit < units;  // whole warps
+  int64_t first_row = active ? unit : 0, row_step = units;  // W rows first_row + q * row_step
+  if constexpr (kRotary) {
+    const int64_t h = first_row / rot.half;
+    first_row = h * rot.head_dim + (first_row - h * rot.half);
+    row_step = rot.half;
+  }
   const uint4* wrow[R];
 #pragma unroll
-  for (int q = 0; q < R; ++q) wrow[q] = reinterpret_cast<const uint4*>(w) + ((active ? unit : 0) + q * units) * k8 + lane;
+  for (int q = 0; q < R; ++q) wrow[q] = reinterpret_cast<const uint4*>(w) + (first_row + q * row_step) * k8 + lane;
 
   // Groups of U chunks per row (32 * U chunks of the row per warp), double-buffered as in
   // GemvKernel: the next group's loads are issued before the current group's math, so up to 2 * R * U
@@ -299,6 +333,44 @@ __global__ void __launch_bounds__(kThreads, MinBlocks<M>())
   // Every lane holds every sum; lane r finishes row r (static indices keep acc in registers).
 #pragma unroll
   for (int r = 0; r < M; ++r) {
+    if constexpr (kRotary) {
+      if (lane == r) {  // token r: the pair as linear stores it, rotated as QkvRotaryCache does
+        float a = acc[0][r], b = acc[1][r];
+        if (bias) {
+          a = __fadd_rn(a, LoadAny(bias, first_row, bias_type));
+          b = __fadd_rn(b, LoadAny(bias, first_row + rot.half, bias_type));
+        }
+        a = RoundTo(a, out_type);
+        b = RoundTo(b, out_type);
+        const int h = static_cast<int>(unit / rot.half), j = static_cast<int>(unit - static_cast<int64_t>(h) * rot.half);
+        const int qk_heads = rot.heads + rot.kv_heads;
+        if (h < qk_heads) {
+          float c, s;
+          RotaryCosSin(rot.positions[r], rot.inv_freq[j], rot.scaling, &c, &s);
+          const float x1 = a, x2 = b;
+          a = rotary::RotateFirst(x1, x2, c, s);
+          b = rotary::RotateSecond(x1, x2, c, s);
+        }
+        void* dst = nullptr;
+        int64_t at = 0;
+        if (h < rot.heads) {
+          dst = rot.q;
+          at = (static_cast<int64_t>(r) * rot.heads + h) * rot.head_dim + j;
+        } else {
+          const int32_t slot = rot.slot_mapping[r];
+          if (slot >= 0 && slot < rot.capacity) {
+            const bool is_k = h < qk_heads;
+            dst = is_k ? rot.k_cache : rot.v_cache;
+            at = (static_cast<int64_t>(slot) * rot.kv_heads + (is_k ? h - rot.heads : h - qk_heads)) * rot.head_dim + j;
+          }
+        }
+        if (dst) {
+          StoreAny(dst, at, out_type, a);
+          StoreAny(dst, at + rot.half, out_type, b);
+        }
+      }
+      continue;
+    }
     if (lane == r) {
       const int64_t oi = r * units + unit;
       float o = acc[0][r];
@@ -348,9 +420,15 @@ size_t NormSmemLimit(int dev) {
   return std::min(kMaxNormSmem, v > static_cast<int>(statics) ? static_cast<size_t>(v) - statics : 0);
 }
 
-template <typename T, int M, int R, bool kNorm>
+template <typename T, int M, int R, bool kNorm, bool kRotary = false>
 void Launch(const FusedGemvArgs& p, int dev, size_t smem_limit, cudaStream_t stream) {
-  auto kernel = FusedGemvKernel<T, M, R, kNorm>;
+  auto kernel = FusedGemvKernel<T, M, R, kNorm, kRotary>;
+  RotaryParams rot{};
+  if (const FusedGemvRotary* r = p.rotary) {
+    rot = {r->q, r->k_cache, r->v_cache, r->positions, r->slot_mapping, r->inv_freq, static_cast<int>(r->heads),
+           static_cast<int>(r->kv_heads), static_cast<int>(r->head_dim), static_cast<int>(r->head_dim / 2),
+           r->num_blocks * r->block_size, r->attention_scaling};
+  }
   const int64_t units = p.n_w / R;
   const int k8 = static_cast<int>(p.k / 8);
   size_t smem = 0;
@@ -369,12 +447,20 @@ void Launch(const FusedGemvArgs& p, int dev, size_t smem_limit, cudaStream_t str
   const unsigned blocks = static_cast<unsigned>((units + kWarps - 1) / kWarps);
   LaunchPdl(kernel, dim3(blocks), dim3(kThreads), smem, stream, static_cast<const T*>(p.x), static_cast<const T*>(p.w), p.out,
             p.residual, p.out_type, p.bias, p.bias_type, p.norm_w, p.norm_w_type == DType::F32, p.eps, plan.width, plan.block,
-            units, k8);
+            units, k8, rot);
 }
 
 template <typename T, int M>
 void LaunchFusions(const FusedGemvArgs& p, int dev, size_t smem_limit, cudaStream_t stream) {
   constexpr bool kCanNorm = std::is_same<T, __nv_bfloat16>::value;  // rmsnorm's x dtypes: f32, bf16
+  if constexpr (M <= kFusedRotaryMaxRows) {
+    if (p.rotary) {
+      if constexpr (kCanNorm) {
+        if (p.norm_w) return Launch<T, M, 2, true, true>(p, dev, smem_limit, stream);
+      }
+      return Launch<T, M, 2, false, true>(p, dev, smem_limit, stream);
+    }
+  }
   if (p.swiglu) {
     if constexpr (kCanNorm) {
       if (p.norm_w) return Launch<T, M, 2, true>(p, dev, smem_limit, stream);
@@ -420,7 +506,10 @@ bool FusedGemvCuda(const FusedGemvArgs& p, cudaStream_t stream) {
   if (FusedGemvDisabled()) return false;
   if (p.x_type != DType::BF16 && p.x_type != DType::F16) return false;
   if (p.m < 1 || p.m > kFusedGemvMaxRows || p.n_w < 1 || p.k < 8 || p.k % 8 != 0) return false;
-  const int64_t units = p.swiglu ? p.n_w / 2 : p.n_w;
+  if (p.rotary && (p.m > kFusedRotaryMaxRows || p.rotary->head_dim > (int64_t{1} << 16) ||
+                   p.rotary->heads + 2 * p.rotary->kv_heads > (int64_t{1} << 16)))
+    return false;
+  const int64_t units = p.swiglu || p.rotary ? p.n_w / 2 : p.n_w;
   if ((units + kWarps - 1) / kWarps > 0x7fffffffLL) return false;  // grid.x
   if (p.m * p.k / 8 > 0x7fffffffLL) return false;                    // int chunk indices into x
   if (!Aligned16(p.x) || !Aligned16(p.w)) return false;

@@ -15,6 +15,22 @@
 
 namespace aerie {
 
+// Optional epilogue for decode's stacked q|k|v projection, in place of writing `out`: the q and k
+// heads rotated and q written to `q`, k and v written to the paged caches -- exactly what
+// QkvRotaryCache without q/k norms (qkv_rotary.h) makes of the rounded product, so the pair equals
+// fusedGemv -> qkvRotaryCache bit for bit. Full rotary only (rotary dim = head_dim).
+struct FusedGemvRotary {
+  void* q = nullptr;                      // (m, heads, head_dim), x's dtype
+  void* k_cache = nullptr;                // (capacity, kv_heads, head_dim), x's dtype
+  void* v_cache = nullptr;                // (capacity, kv_heads, head_dim), x's dtype
+  const int32_t* positions = nullptr;     // (m,)
+  const int32_t* slot_mapping = nullptr;  // (m,); -1 skips a token's k and v (CPU: other bad slots throw; CUDA skips them)
+  const float* inv_freq = nullptr;        // (head_dim / 2,)
+  int64_t heads = 0, kv_heads = 0, head_dim = 0;
+  int64_t num_blocks = 0, block_size = 0;  // capacity = num_blocks * block_size slots
+  float attention_scaling = 1.f;
+};
+
 struct FusedGemvArgs {
   const void* x = nullptr;         // (m, k)
   const void* w = nullptr;         // (n_w, k), x's dtype
@@ -29,6 +45,9 @@ struct FusedGemvArgs {
   int64_t m = 0, n_w = 0, k = 0;
   float eps = 0.f;
   bool swiglu = false;
+  // With a rotary epilogue: n_w = (heads + 2 kv_heads) * head_dim rows, out_type = x_type, and
+  // out, residual and swiglu unused.
+  const FusedGemvRotary* rotary = nullptr;
 };
 
 // Checks what both backends need (dtypes, swiglu's even n_w, norm dtypes); throws
@@ -45,6 +64,7 @@ void FusedGemvCpu(const FusedGemvArgs& args);
 // otherwise (the caller then composes the unfused ops). AERIE_NO_FUSED_GEMV=1 always returns false.
 // No allocation, no host sync: capturable in a CUDA graph.
 constexpr int64_t kFusedGemvMaxRows = 8;
+constexpr int kFusedRotaryMaxRows = 4;  // the rotary epilogue: up to 4 tokens (else false)
 bool FusedGemvCuda(const FusedGemvArgs& args, cudaStream_t stream);
 
 }  // namespace aerie

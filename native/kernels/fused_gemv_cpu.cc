@@ -1,7 +1,8 @@
 // CPU twin of the fused_gemv family (fused_gemv.h). It runs the unfused CPU kernels themselves --
 // RmsNormCpu into a scratch copy of x, MatmulCpu (threaded, fp32 accumulation) into an fp32 scratch
 // of acc + bias, then the rounding / swiglu / residual epilogue with activation_math.h -- so its
-// result is, by construction, the bits of rmsnorm -> linear -> swigluFused -> add on the CPU.
+// result is, by construction, the bits of rmsnorm -> linear -> swigluFused -> add on the CPU. The
+// rotary epilogue runs QkvRotaryCacheCpu on that product.
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -11,6 +12,7 @@
 #include "fused_gemv.h"
 #include "matmul.h"
 #include "norm.h"
+#include "qkv_rotary.h"
 #include "thread_pool.h"
 
 namespace aerie {
@@ -34,6 +36,17 @@ void FusedGemvValidate(const FusedGemvArgs& p) {
     throw std::invalid_argument(op + ": x/w, out and bias must have floating dtypes");
   if (p.swiglu && p.n_w % 2 != 0)
     throw std::invalid_argument(op + ": swiglu needs an even number of weight rows (gate | up), got " + std::to_string(p.n_w));
+  if (const FusedGemvRotary* r = p.rotary) {
+    if (p.swiglu || p.residual) throw std::invalid_argument(op + ": the rotary epilogue takes no swiglu and no residual");
+    if (p.out_type != p.x_type) throw std::invalid_argument(op + ": the rotary epilogue writes x's dtype");
+    if (r->heads <= 0 || r->kv_heads <= 0 || r->head_dim <= 0 || r->head_dim % 2 != 0)
+      throw std::invalid_argument(op + ": the rotary epilogue needs heads, kv_heads > 0 and an even head_dim > 0");
+    if (p.n_w != (r->heads + 2 * r->kv_heads) * r->head_dim)
+      throw std::invalid_argument(op + ": the rotary epilogue needs n_w = (heads + 2 kv_heads) * head_dim = " +
+                                  std::to_string((r->heads + 2 * r->kv_heads) * r->head_dim) + ", got " + std::to_string(p.n_w));
+    if (!r->q || !r->k_cache || !r->v_cache || !r->positions || !r->slot_mapping || !r->inv_freq)
+      throw std::invalid_argument(op + ": the rotary epilogue needs q, both caches, positions, slot_mapping and inv_freq");
+  }
   if (p.norm_w) {
     if (!RmsNormTypesSupported(p.x_type, p.norm_w_type))
       throw std::invalid_argument(op + ": the norm prologue takes x " + DTypeName(p.x_type) + " with norm weight " +
@@ -46,6 +59,33 @@ void FusedGemvValidate(const FusedGemvArgs& p) {
 
 void FusedGemvCpu(const FusedGemvArgs& p) {
   FusedGemvValidate(p);
+  if (const FusedGemvRotary* r = p.rotary) {  // the product into a scratch qkv, then QkvRotaryCacheCpu
+    std::vector<float> qkv(static_cast<size_t>((p.m * p.n_w * static_cast<int64_t>(DTypeSize(p.x_type)) + 3) / 4));
+    FusedGemvArgs plain = p;
+    plain.rotary = nullptr;
+    plain.out = qkv.data();
+    FusedGemvCpu(plain);
+    QkvRotaryCacheArgs a;
+    a.qkv = qkv.data();
+    a.q = r->q;
+    a.k_cache = r->k_cache;
+    a.v_cache = r->v_cache;
+    a.positions = r->positions;
+    a.slot_mapping = r->slot_mapping;
+    a.inv_freq = r->inv_freq;
+    a.dtype = p.x_type;
+    a.w_dtype = p.x_type;
+    a.tokens = p.m;
+    a.heads = r->heads;
+    a.kv_heads = r->kv_heads;
+    a.head_dim = r->head_dim;
+    a.rot_dim = r->head_dim;
+    a.num_blocks = r->num_blocks;
+    a.block_size = r->block_size;
+    a.attention_scaling = r->attention_scaling;
+    QkvRotaryCacheCpu(a);
+    return;
+  }
   const int64_t n_out = p.swiglu ? p.n_w / 2 : p.n_w;
   if (p.m == 0 || n_out == 0) return;
 

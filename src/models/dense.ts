@@ -42,8 +42,9 @@ import { linear, matmul } from '../runtime/ops/matmul.js';
 import { addRmsnorm, rmsnorm } from '../runtime/ops/norm.js';
 import { pagedAttention, cacheWrite } from '../runtime/ops/paged_attention.js';
 import { rotary } from '../runtime/ops/rotary.js';
-import { qkvRotary, qkvRotaryCache } from '../runtime/ops/qkv_rotary.js';
+import { qkvRotary } from '../runtime/ops/qkv_rotary.js';
 import { fusedLinear } from '../runtime/ops/fused_linear.js';
+import { fusedQkvRotaryCache } from '../runtime/ops/fused_qkv.js';
 import { type RopeConfig as RuntimeRope, ropeInvFreq } from '../runtime/ops/rope_params.js';
 import { swigluFused } from '../runtime/ops/activation.js';
 import { DTYPE_BYTES, type DType } from '../runtime/dtype.js';
@@ -186,8 +187,9 @@ export class DenseCausalLM implements CausalLM {
   /**
    * The paged path for steps of few tokens: per layer
    *
-   *   qkv = fusedLinear(x, Wqkv, norm: inputNorm)                    rmsnorm prologue
-   *   q   = qkvRotaryCache(qkv, ...)                                 q/k norm, rotary, k and v to the cache
+   *   q   = fusedQkvRotaryCache(x, Wqkv, norm: inputNorm, ...)      rmsnorm prologue, then q/k norm,
+   *                                                                  rotary, k and v to the cache (on
+   *                                                                  CUDA one kernel without q/k norms)
    *   o   = pagedAttention(q, cache)
    *   h   = fusedLinear(o, Wo, residual: x)                          x + o Wo^T (in place unless x is a tap)
    *   act = fusedLinear(h, WgateUp, norm: postNorm, swiglu)          rmsnorm prologue, SwiGLU epilogue
@@ -217,8 +219,7 @@ export class DenseCausalLM implements CausalLM {
         const xIn = x;
         const sliding = cfg.layerTypes[l] === 'sliding_attention' && cfg.slidingWindow !== null;
         x = tidy(() => {
-          const qkv = fusedLinear(xIn, a.qkv, { norm: { weight: lw.inputNorm, eps }, bias: a.qkvBias ?? undefined });
-          const q = qkvRotaryCache(qkv, inputs.positions, this.invFreq, {
+          const q = fusedQkvRotaryCache(xIn, a.qkv, { norm: { weight: lw.inputNorm, eps }, bias: a.qkvBias ?? undefined }, inputs.positions, this.invFreq, {
             heads: nH,
             kvHeads: this.numKvHeads,
             headDim: hd,
@@ -230,7 +231,6 @@ export class DenseCausalLM implements CausalLM {
             vCache: cache.v[l],
             slotMapping,
           });
-          qkv.dispose();
           const qb = att.queries === 1 ? q.reshape([B, nH, hd]) : q.reshape([B, att.queries, nH, hd]);
           const o = pagedAttention(qb, cache.k[l], cache.v[l], att.blockTable, att.seqLens, { window: sliding ? cfg.slidingWindow! : 0 });
           q.dispose();

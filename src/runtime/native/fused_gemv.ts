@@ -28,4 +28,37 @@ export interface FusedGemvNative {
     eps: number,
     swiglu: boolean,
   ): boolean;
+  /**
+   * The stacked projection qkv = rmsnorm?(x) @ w^T + bias (w: ((heads + 2 kvHeads) headDim, k)) with
+   * qkvRotaryCache's work as its epilogue (no q/k norms, full rotary: invFreq (headDim / 2)): q (m,
+   * heads, headDim) written, k and v written to the caches (numBlocks, blockSize, kvHeads, headDim)
+   * at slotMapping (m) (-1 skips a token). Everything of xDType but positions/slotMapping (int32),
+   * invFreq (float32) and normW (normWDType). Equals fusedGemv followed by qkvRotaryCache bit for
+   * bit. Returns true when done (always on the CPU); false on CUDA when the kernel does not cover the
+   * call (then nothing ran).
+   */
+  fusedGemvRotaryCache(
+    x: NativeStorage,
+    w: NativeStorage,
+    q: NativeStorage,
+    bias: NativeStorage | null,
+    normW: NativeStorage | null,
+    kCache: NativeStorage,
+    vCache: NativeStorage,
+    positions: NativeStorage,
+    slotMapping: NativeStorage,
+    invFreq: NativeStorage,
+    xDType: number,
+    biasDType: number,
+    normWDType: number,
+    m: number,
+    k: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    numBlocks: number,
+    blockSize: number,
+    eps: number,
+    attentionScaling: number,
+  ): boolean;
 }
