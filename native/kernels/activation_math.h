@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "dtype.h"
+#include "fp_rn.h"
 
 #if !defined(__CUDA_ARCH__)
 #include <cmath>
@@ -24,50 +25,12 @@
 namespace aerie {
 namespace act {
 
-AERIE_HD float MulF(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-AERIE_HD float AddF(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-AERIE_HD float DivF(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fdiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
-// 1/a rounded to nearest: the same bits as DivF(1, a) (both are the correctly rounded quotient), and
-// on the device rcp.rn, a few instructions shorter than div.rn.
-AERIE_HD float RcpF(float a) {
-#if defined(__CUDA_ARCH__)
-  return __frcp_rn(a);
-#else
-  return 1.0f / a;
-#endif
-}
-AERIE_HD float FmaF(float a, float b, float c) {
-#if defined(__CUDA_ARCH__)
-  return __fmaf_rn(a, b, c);
-#else
-  return std::fma(a, b, c);
-#endif
-}
-AERIE_HD float RintF(float a) {  // to nearest, ties to even
-#if defined(__CUDA_ARCH__)
-  return rintf(a);
-#else
-  return std::rint(a);
-#endif
-}
+using rn::AddF;
+using rn::DivF;
+using rn::FmaF;
+using rn::MulF;
+using rn::RcpF;
+using rn::RintF;
 
 // The general path of ExpNonPositive, for x in [-104, 0].
 AERIE_HD float ExpCore(float x) {

@@ -22,6 +22,7 @@
 #include <cstring>
 
 #include "dtype.h"
+#include "fp_rn.h"
 
 #if !defined(__CUDA_ARCH__)
 #include <cmath>
@@ -32,55 +33,14 @@ namespace rotary {
 
 // ---- correctly rounded primitives ------------------------------------------------------------------
 
-AERIE_HD float MulF(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-AERIE_HD float FmaF(float a, float b, float c) {
-#if defined(__CUDA_ARCH__)
-  return __fmaf_rn(a, b, c);
-#else
-  return std::fma(a, b, c);
-#endif
-}
-AERIE_HD double MulD(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-AERIE_HD double AddD(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-AERIE_HD double SubD(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-AERIE_HD double FmaD(double a, double b, double c) {
-#if defined(__CUDA_ARCH__)
-  return __fma_rn(a, b, c);
-#else
-  return std::fma(a, b, c);
-#endif
-}
-AERIE_HD float DoubleToFloat(double d) {
-#if defined(__CUDA_ARCH__)
-  return __double2float_rn(d);
-#else
-  return static_cast<float>(d);  // round to nearest even (the default rounding mode)
-#endif
-}
+using rn::AddD;
+using rn::DoubleToFloat;
+using rn::FmaD;
+using rn::FmaF;
+using rn::MulD;
+using rn::MulF;
+using rn::SubD;
+
 AERIE_HD int Clz64(uint64_t v) {  // v != 0
 #if defined(__CUDA_ARCH__)
   return __clzll(static_cast<long long>(v));
