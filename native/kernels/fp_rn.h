@@ -1,5 +1,5 @@
 // Single IEEE operations rounded to nearest, for arithmetic that the CPU twins and the CUDA kernels
-// must carry out with the same bits (activation_math.h, rotary_math.h). On the device each is the
+// must carry out with the same bits (activation_math.h, rotary_math.h, sampling_math.h). On the device each is the
 // _rn intrinsic, which nvcc never contracts into an FMA; on the host the plain operator (or std::fma,
 // std::rint), whose contraction the headers that use these rule out where it matters.
 #pragma once
@@ -24,6 +24,13 @@ AERIE_HD float AddF(float a, float b) {
   return __fadd_rn(a, b);
 #else
   return a + b;
+#endif
+}
+AERIE_HD float SubF(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fsub_rn(a, b);
+#else
+  return a - b;
 #endif
 }
 AERIE_HD float DivF(float a, float b) {

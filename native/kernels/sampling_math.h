@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "dtype.h"
+#include "fp_rn.h"
 
 #if !defined(__CUDA_ARCH__)
 #include <cmath>
@@ -60,63 +61,33 @@ AERIE_HD uint64_t MulHi64(uint64_t a, uint64_t b) {
 
 // ---- correctly rounded primitives (no FMA contraction can change them) -----------------------------
 
-AERIE_HD float MulRn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-AERIE_HD float SubRn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-AERIE_HD float DivRn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fdiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
-AERIE_HD float FmaRn(float a, float b, float c) {
-#if defined(__CUDA_ARCH__)
-  return __fmaf_rn(a, b, c);
-#else
-  return std::fma(a, b, c);
-#endif
-}
-AERIE_HD float RintF(float a) {
-#if defined(__CUDA_ARCH__)
-  return rintf(a);
-#else
-  return std::rint(a);
-#endif
-}
+using rn::DivF;
+using rn::FmaF;
+using rn::MulF;
+using rn::RintF;
+using rn::SubF;
 
 // exp(x) for x <= 0, within a few ulps, identical on host and device. Below -87 (and for NaN) it
 // returns 0: such tokens are below the 2^-40 mass resolution anyway.
 AERIE_HD float ExpNonPositive(float x) {
   if (!(x > -87.0f)) return 0.0f;
   if (x >= 0.0f) return 1.0f;
-  const float n = RintF(MulRn(x, 1.44269502f));  // x = n ln2 + r, |r| <= ln2/2
-  float r = FmaRn(n, -0.693145751953125f, x);    // ln2, high part (exact product)
-  r = FmaRn(n, -1.42860677e-06f, r);             // ln2, low part
+  const float n = RintF(MulF(x, 1.44269502f));  // x = n ln2 + r, |r| <= ln2/2
+  float r = FmaF(n, -0.693145751953125f, x);    // ln2, high part (exact product)
+  r = FmaF(n, -1.42860677e-06f, r);             // ln2, low part
   // Taylor polynomial to degree 7: truncation below 2^-27 on |r| <= 0.35.
   float p = 1.98412698e-04f;
-  p = FmaRn(p, r, 1.38888889e-03f);
-  p = FmaRn(p, r, 8.33333333e-03f);
-  p = FmaRn(p, r, 4.16666667e-02f);
-  p = FmaRn(p, r, 1.66666667e-01f);
-  p = FmaRn(p, r, 0.5f);
-  p = FmaRn(p, r, 1.0f);
-  p = FmaRn(p, r, 1.0f);
+  p = FmaF(p, r, 1.38888889e-03f);
+  p = FmaF(p, r, 8.33333333e-03f);
+  p = FmaF(p, r, 4.16666667e-02f);
+  p = FmaF(p, r, 1.66666667e-01f);
+  p = FmaF(p, r, 0.5f);
+  p = FmaF(p, r, 1.0f);
+  p = FmaF(p, r, 1.0f);
   const uint32_t scale_bits = static_cast<uint32_t>(static_cast<int>(n) + 127) << 23;  // 2^n, n in [-126, 0]
   float scale;
   memcpy(&scale, &scale_bits, 4);
-  return MulRn(p, scale);
+  return MulF(p, scale);
 }
 
 // ---- order-preserving keys ---------------------------------------------------------------------
@@ -146,15 +117,15 @@ constexpr uint32_t kKeyNegInf = 0x007FFFFFu;  // OrderedKey(-inf)
 // 2^23 tokens the sum fits in 64 bits.
 constexpr float kMassScale = 1099511627776.0f;  // 2^40
 
-AERIE_HD uint64_t Mass(float e) { return static_cast<uint64_t>(MulRn(e, kMassScale)); }
+AERIE_HD uint64_t Mass(float e) { return static_cast<uint64_t>(MulF(e, kMassScale)); }
 
 // The unnormalised probability of scaled logit s given the row's max key (whose token gets 1).
 AERIE_HD float Unnormalised(float s, uint32_t key, float s_max, uint32_t key_max) {
-  return key == key_max ? 1.0f : ExpNonPositive(SubRn(s, s_max));
+  return key == key_max ? 1.0f : ExpNonPositive(SubF(s, s_max));
 }
 
 // Scaled logit: l / T, or l itself for greedy rows (T <= 0 or NaN).
-AERIE_HD float Scaled(float l, float temperature) { return temperature > 0.0f ? DivRn(l, temperature) : l; }
+AERIE_HD float Scaled(float l, float temperature) { return temperature > 0.0f ? DivF(l, temperature) : l; }
 
 // The top-p mass target: floor(p * W) clamped to [1, W] (so at least the top token survives).
 AERIE_HD uint64_t TopPTarget(float p, uint64_t total) {
