@@ -24,6 +24,7 @@
 
 #include "allocator.h"
 #include "loss.h"
+#include "loss_gemms.h"
 #include "matmul.h"
 
 namespace aerie {
@@ -260,52 +261,13 @@ struct Scratch {
 
 void ProjectCuda(const void* x, const void* w, DType type, float* out, int64_t rows, int64_t vocab, int64_t hidden, int device,
                  cudaStream_t stream) {
-  MatmulArgs p;
-  p.a = x;
-  p.b = w;
-  p.c = out;
-  p.ab_type = type;
-  p.c_type = DType::F32;
-  p.m = rows;
-  p.n = vocab;
-  p.k = hidden;
-  p.trans_b = true;
-  p.stride_a = rows * hidden;
-  p.stride_b = vocab * hidden;
-  p.stride_c = rows * vocab;
-  MatmulCuda(p, device, stream);
+  MatmulCuda(LossProjectGemm(x, w, type, out, rows, vocab, hidden), device, stream);
 }
 
 void BackwardGemmsCuda(const FusedLossArgs& a, const void* dz, int64_t row0, int64_t rows, int device, cudaStream_t stream) {
-  const char* h_rows = static_cast<const char*>(a.h) + static_cast<size_t>(row0) * a.hidden * DTypeSize(a.h_type);
-  MatmulArgs dh;
-  dh.a = dz;
-  dh.b = a.w;
-  dh.c = static_cast<char*>(a.dh) + static_cast<size_t>(row0) * a.hidden * DTypeSize(a.dh_type);
-  dh.ab_type = a.h_type;
-  dh.c_type = a.dh_type;
-  dh.m = rows;
-  dh.n = a.hidden;
-  dh.k = a.vocab;
-  dh.stride_a = rows * a.vocab;
-  dh.stride_b = a.vocab * a.hidden;
-  dh.stride_c = rows * a.hidden;
-  MatmulCuda(dh, device, stream);
-  MatmulArgs dw;
-  dw.a = dz;
-  dw.b = h_rows;
-  dw.c = a.dw;
-  dw.ab_type = a.h_type;
-  dw.c_type = DType::F32;
-  dw.m = a.vocab;
-  dw.n = a.hidden;
-  dw.k = rows;
-  dw.trans_a = true;
-  dw.beta = 1.0f;
-  dw.stride_a = rows * a.vocab;
-  dw.stride_b = rows * a.hidden;
-  dw.stride_c = a.vocab * a.hidden;
-  MatmulCuda(dw, device, stream);
+  const LossBackwardGemms g = LossBackwardGemmArgs(a, dz, row0, rows);
+  MatmulCuda(g.dh, device, stream);
+  MatmulCuda(g.dw, device, stream);
 }
 
 void RunFusedCuda(const FusedLossArgs& a, bool kl, const char* op, int device, cudaStream_t stream) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "loss.h"
+#include "loss_gemms.h"
 #include "matmul.h"
 #include "thread_pool.h"
 
@@ -83,54 +84,14 @@ struct ChunkScratch {
 };
 
 void ProjectCpu(const void* x, const void* w, DType type, float* out, int64_t rows, int64_t vocab, int64_t hidden) {
-  MatmulArgs p;
-  p.a = x;
-  p.b = w;
-  p.c = out;
-  p.ab_type = type;
-  p.c_type = DType::F32;
-  p.m = rows;
-  p.n = vocab;
-  p.k = hidden;
-  p.trans_b = true;
-  p.stride_a = rows * hidden;
-  p.stride_b = vocab * hidden;
-  p.stride_c = rows * vocab;
-  MatmulCpu(p);
+  MatmulCpu(LossProjectGemm(x, w, type, out, rows, vocab, hidden));
 }
 
 // dh[rows] = dz @ W; dW += dz^T @ h[rows]. dz is (rows, V) in h's dtype.
 void BackwardGemmsCpu(const FusedLossArgs& a, const void* dz, int64_t row0, int64_t rows) {
-  size_t hsz = DTypeSize(a.h_type);
-  const char* h_rows = static_cast<const char*>(a.h) + static_cast<size_t>(row0) * a.hidden * hsz;
-  MatmulArgs dh;
-  dh.a = dz;
-  dh.b = a.w;
-  dh.c = static_cast<char*>(a.dh) + static_cast<size_t>(row0) * a.hidden * DTypeSize(a.dh_type);
-  dh.ab_type = a.h_type;
-  dh.c_type = a.dh_type;
-  dh.m = rows;
-  dh.n = a.hidden;
-  dh.k = a.vocab;
-  dh.stride_a = rows * a.vocab;
-  dh.stride_b = a.vocab * a.hidden;
-  dh.stride_c = rows * a.hidden;
-  MatmulCpu(dh);
-  MatmulArgs dw;
-  dw.a = dz;
-  dw.b = h_rows;
-  dw.c = a.dw;
-  dw.ab_type = a.h_type;
-  dw.c_type = DType::F32;
-  dw.m = a.vocab;
-  dw.n = a.hidden;
-  dw.k = rows;
-  dw.trans_a = true;
-  dw.beta = 1.0f;
-  dw.stride_a = rows * a.vocab;
-  dw.stride_b = rows * a.hidden;
-  dw.stride_c = a.vocab * a.hidden;
-  MatmulCpu(dw);
+  const LossBackwardGemms g = LossBackwardGemmArgs(a, dz, row0, rows);
+  MatmulCpu(g.dh);
+  MatmulCpu(g.dw);
 }
 
 struct RowStats {
