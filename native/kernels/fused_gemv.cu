@@ -46,6 +46,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 
@@ -195,15 +196,15 @@ __device__ __forceinline__ void NormPrologue(const uint4* x,      // (M, k8) pac
   __syncthreads();
 }
 
-// The rotary epilogue's arguments (fused_gemv.h FusedGemvRotary) as the kernel takes them.
-// positions and slot_mapping are written by the host before the step; they are read after the PDL
-// wait, with plain loads.
 // cos and sin of position * inv_freq (rotary_math.h's fp64 path), out of line: the epilogue's fp64
 // registers then stay out of the streaming loop's allocation.
 __device__ __noinline__ void RotaryCosSin(int32_t position, float inv_freq, float scaling, float* c, float* s) {
   rotary::CosSin(position, inv_freq, scaling, false, c, s);
 }
 
+// The rotary epilogue's arguments (fused_gemv.h FusedGemvRotary) as the kernel takes them.
+// positions and slot_mapping may be written by the kernels before this one: they are read only after
+// the PDL wait, with plain loads.
 struct RotaryParams {
   void* q;
   void* k_cache;
@@ -461,6 +462,7 @@ void LaunchFusions(const FusedGemvArgs& p, int dev, size_t smem_limit, cudaStrea
       return Launch<T, M, 2, false, true>(p, dev, smem_limit, stream);
     }
   }
+  if (p.rotary) throw std::logic_error("fusedGemv: the rotary epilogue takes at most 4 rows");  // FusedGemvCuda declines first
   if (p.swiglu) {
     if constexpr (kCanNorm) {
       if (p.norm_w) return Launch<T, M, 2, true>(p, dev, smem_limit, stream);
