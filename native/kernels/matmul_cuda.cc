@@ -175,7 +175,7 @@ bool ShouldTune(const PlanKey& k) {  // called under State::mu
 // Index into `candidates` of the fastest (3 rounds of 2 timed runs each, after one untimed), into a
 // scratch output (beta = 0: the caller's C is never touched). 0 (the heuristic's pick) whenever
 // timing is not possible: a stream being captured into a graph (no synchronisation allowed), a
-// scratch output above 2 GiB, or any CUDA error.
+// scratch output above 2 GiB or one the allocator cannot give, or any CUDA error.
 size_t PickFastest(const Plan& plan, const std::vector<const cublasLtMatmulHeuristicResult_t*>& candidates, const PlanKey& key,
                    const TuneInputs& in) {
   if (candidates.size() < 2) return 0;
@@ -185,7 +185,12 @@ size_t PickFastest(const Plan& plan, const std::vector<const cublasLtMatmulHeuri
   if (out_bytes > (size_t{2} << 30)) return 0;
   const Api& api = GetApi();
   const cublasLtHandle_t handle = HandleFor(key.device);
-  void* scratch = DeviceAlloc(key.device, out_bytes);
+  void* scratch = nullptr;
+  try {
+    scratch = DeviceAlloc(key.device, out_bytes);
+  } catch (const std::exception&) {  // no room for the scratch output: the heuristic's pick, untimed
+    return 0;
+  }
   cudaEvent_t start = nullptr, stop = nullptr;
   size_t best = 0;
   std::string log;
