@@ -82,6 +82,8 @@ __device__ __forceinline__ uint4 LoadStreaming(const uint4* p, bool pred = true)
 }
 
 using gemv::Dot8;
+using gemv::LoadAny;
+using gemv::StoreAny;
 using gemv::Unpack2;
 
 // The 8 elements of a 16-byte pack of T as fp32, in order.
@@ -101,22 +103,6 @@ __device__ __forceinline__ uint32_t Pack2<__nv_bfloat16>(float lo, float hi) {
   memcpy(&ua, &a, 2);
   memcpy(&ub, &b, 2);
   return static_cast<uint32_t>(ua) | (static_cast<uint32_t>(ub) << 16);
-}
-
-__device__ __forceinline__ float LoadAny(const void* p, int64_t i, DType t) {
-  switch (t) {
-    case DType::BF16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-    case DType::F16: return __half2float(static_cast<const __half*>(p)[i]);
-    default: return static_cast<const float*>(p)[i];
-  }
-}
-
-__device__ __forceinline__ void StoreAny(void* p, int64_t i, DType t, float v) {
-  switch (t) {
-    case DType::BF16: static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v); break;
-    case DType::F16: static_cast<__half*>(p)[i] = __float2half_rn(v); break;
-    default: static_cast<float*>(p)[i] = v; break;
-  }
 }
 
 // What storing v as t and loading it back gives.

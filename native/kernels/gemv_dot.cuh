@@ -1,5 +1,6 @@
 // The dot-product step shared by the few-row GEMV kernels (matmul.cu's GemvKernel and
-// fused_gemv.cu): one code path, so the fused kernel's sums are bit for bit the plain GEMV's.
+// fused_gemv.cu): one code path, so the fused kernel's sums are bit for bit the plain GEMV's. Also
+// their epilogues' loads and stores of one element of a runtime dtype.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -7,8 +8,27 @@
 #include <cstdint>
 #include <cstring>
 
+#include "dtype.h"
+
 namespace aerie {
 namespace gemv {
+
+// One element of dtype t (bf16, f16, else f32) as fp32; stores round to nearest.
+__device__ __forceinline__ float LoadAny(const void* p, int64_t i, DType t) {
+  switch (t) {
+    case DType::BF16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+    case DType::F16: return __half2float(static_cast<const __half*>(p)[i]);
+    default: return static_cast<const float*>(p)[i];
+  }
+}
+
+__device__ __forceinline__ void StoreAny(void* p, int64_t i, DType t, float v) {
+  switch (t) {
+    case DType::BF16: static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v); break;
+    case DType::F16: static_cast<__half*>(p)[i] = __float2half_rn(v); break;
+    default: static_cast<float*>(p)[i] = v; break;
+  }
+}
 
 // Two packed 16-bit values (element 2i in the low half) to fp32.
 template <typename T>

@@ -35,21 +35,8 @@
 namespace aerie {
 namespace {
 
-__device__ __forceinline__ float LoadAny(const void* p, int64_t i, DType t) {
-  switch (t) {
-    case DType::BF16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-    case DType::F16: return __half2float(static_cast<const __half*>(p)[i]);
-    default: return static_cast<const float*>(p)[i];
-  }
-}
-
-__device__ __forceinline__ void StoreAny(void* p, int64_t i, DType t, float v) {
-  switch (t) {
-    case DType::BF16: static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v); break;
-    case DType::F16: static_cast<__half*>(p)[i] = __float2half_rn(v); break;
-    default: static_cast<float*>(p)[i] = v; break;
-  }
-}
+using gemv::LoadAny;
+using gemv::StoreAny;
 
 __global__ void MatmulEpilogueKernel(const float* __restrict__ tmp,  // (batch, m, n) dense, or null
                                      void* c,                        // (batch, m, n), batch stride stride_c
