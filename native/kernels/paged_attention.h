@@ -13,6 +13,13 @@
 // kv_heads) (GQA). softmax(scale * q.k) weights the values in fp32; a query with no keys (p < 0,
 // e.g. L = 0 for a padded batch entry) gives zeros.
 //
+// Early reads (CUDA, programmatic dependent launch, pdl.h): the split kernel reads seq_lens, the
+// block table and the cache rows of every key but each sequence's newest `queries` before it waits
+// for the kernel launched just before it. Only those newest rows (and q) may be written by that
+// kernel; everything else must have been written by host copies or before an earlier kernel that
+// was launched without PDL (cuBLAS, cacheWrite) or lets its dependents launch only after its own
+// wait (the fused GEMV: decode's qkv projection). Every layer of the models has such a kernel.
+//
 // Bad indices: the CPU twins throw (slot, block id or seq_len out of range, naming the position).
 // The CUDA kernels cannot report without a host sync: a cache write with slot outside [0, capacity)
 // is skipped, seq_len is clamped to [0, max_blocks * block_size], and keys whose block id is

@@ -6,6 +6,10 @@
 // The contract for a kernel launched with LaunchPdl:
 //   - before PdlWaitForPrimary() it may only READ memory that no earlier kernel in the stream writes
 //     (weights, constants); it must not write anything at all (an earlier kernel may still read it);
+//     one exception, stated by the kernel that uses it: memory written only before an earlier kernel
+//     that was launched without PDL or calls PdlAllowDependents() after its wait (everything before
+//     such a kernel has completed once a later kernel starts). The fused GEMV lets dependents launch
+//     only after its wait, and the paged attention reads the keys of earlier steps before its own;
 //   - PdlWaitForPrimary() returns once the previous kernel has completed and its writes are visible
 //     (and, transitively, everything before it);
 //   - PdlAllowDependents() lets the next PDL kernel be scheduled early; it gives no memory guarantee
