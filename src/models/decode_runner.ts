@@ -9,10 +9,16 @@
  * allocator) and is then captured; later steps only upload the inputs and replay. Rows without a
  * sequence (null) are padding: token 0 at position 0, slot -1 (nothing is written to the cache),
  * length 0 (attention gives zeros), so a batch keeps its shape as its sequences finish.
+ *
+ * For a host that runs one step behind (GreedyDecodePipeline), a step can also take its ids from the
+ * device (`'device'`: whatever the ids view holds, e.g. the argmax a chained runner wrote there) and
+ * write the argmax of its own logits into another runner's ids (`argmaxInto`); `stage` and `launch`
+ * are the host and device halves of `step`, so the upload can go through another stream.
  */
 import type { CausalLM } from './causal_lm.js';
 import type { KvSequence, PagedKvCache } from './kv_cache.js';
 import { CudaGraph } from '../runtime/cuda.js';
+import { argmax } from '../runtime/ops/sampling.js';
 import { tidy } from '../runtime/scope.js';
 import { Tensor } from '../runtime/tensor.js';
 
@@ -28,6 +34,8 @@ export class DecodeRunner {
   private readonly buffer: Tensor;
   private readonly views: { ids: Tensor; positions: Tensor; slots: Tensor; seqLens: Tensor; blockTable: Tensor };
   private graph: CudaGraph | null = null;
+  private argmaxTarget: Tensor | null = null;
+  private staged: (KvSequence | null)[] | null = null;
   private disposed = false;
 
   /** `width`: block-table columns, enough for the longest sequence this runner will see. */
@@ -55,20 +63,55 @@ export class DecodeRunner {
     table.dispose();
   }
 
+  /** int32 [batch]: the ids the next step reads (a view of the input buffer). */
+  get ids(): Tensor {
+    return this.views.ids;
+  }
+
+  /**
+   * Makes every step also write the argmax of its logits (lowest id on ties) into `target`, int32
+   * [batch] on this device: the ids of a chained runner's next step. Only before the first step
+   * (it becomes part of the captured graph).
+   */
+  argmaxInto(target: Tensor): void {
+    if (this.disposed) throw new Error('DecodeRunner.argmaxInto: disposed');
+    if (this.graph || this.argmaxTarget) throw new Error('DecodeRunner.argmaxInto: only once, before the first step');
+    if (target.dtype !== 'int32' || target.rank !== 1 || target.shape[0] !== this.batch || target.device !== this.model.device) {
+      throw new TypeError(`DecodeRunner.argmaxInto: target must be int32 [${this.batch}] on ${this.model.device}, got ${target.describe()}`);
+    }
+    this.argmaxTarget = target;
+  }
+
   /**
    * Appends tokens[b] to seqs[b] (null: a padding row, its token ignored) and returns the logits
-   * tensor (valid until the next step).
+   * tensor (valid until the next step). tokens 'device': the ids already on the device (see ids).
    */
-  step(seqs: readonly (KvSequence | null)[], tokens: readonly number[]): Tensor {
+  step(seqs: readonly (KvSequence | null)[], tokens: readonly number[] | 'device'): Tensor {
+    this.stage(seqs, tokens);
+    this.launch();
+    return this.logits;
+  }
+
+  /**
+   * The host half of step: checks the rows, reserves cache blocks and uploads the inputs on the
+   * current stream (ids too unless tokens is 'device'). launch() runs the step.
+   */
+  stage(seqs: readonly (KvSequence | null)[], tokens: readonly number[] | 'device'): void {
     if (this.disposed) throw new Error('DecodeRunner.step: disposed');
+    if (this.staged) throw new Error('DecodeRunner.stage: the staged step was not launched');
     const B = this.batch;
-    if (seqs.length !== B || tokens.length !== B) throw new RangeError(`DecodeRunner.step: expected ${B} sequences and tokens, got ${seqs.length} and ${tokens.length}`);
+    const fromDevice = tokens === 'device';
+    if (seqs.length !== B || (!fromDevice && tokens.length !== B)) {
+      throw new RangeError(`DecodeRunner.step: expected ${B} sequences and tokens, got ${seqs.length} and ${fromDevice ? 'device ids' : tokens.length}`);
+    }
     // Every row is checked before any block is reserved: a bad input leaves the cache as it was.
     for (let b = 0; b < B; b++) {
       const s = seqs[b];
       if (!s) continue;
-      const tok = tokens[b];
-      if (!Number.isInteger(tok) || tok < 0 || tok >= this.model.vocabSize) throw new RangeError(`DecodeRunner.step: token ${tok} of row ${b} is outside the vocabulary`);
+      if (!fromDevice) {
+        const tok = tokens[b];
+        if (!Number.isInteger(tok) || tok < 0 || tok >= this.model.vocabSize) throw new RangeError(`DecodeRunner.step: token ${tok} of row ${b} is outside the vocabulary`);
+      }
       if (s.released) throw new Error(`DecodeRunner.step: sequence ${s.id} of row ${b} was released`);
       const need = this.cache.blocksFor(s.length + 1);
       if (need > this.width) throw new Error(`DecodeRunner.step: sequence ${s.id} needs ${need} blocks, more than the runner's width ${this.width}`);
@@ -80,15 +123,24 @@ export class DecodeRunner {
         host[2 * B + b] = -1;
         continue;
       }
-      const tok = tokens[b];
       this.cache.reserve(s, s.length + 1);
-      host[b] = tok;
+      if (!fromDevice) host[b] = tokens[b];
       host[B + b] = s.length;
       host[2 * B + b] = this.cache.slot(s, s.length);
       host[3 * B + b] = s.length + 1;
       host.set(s.blocks, 4 * B + b * this.width);
     }
-    this.buffer.storage.write(host);
+    if (fromDevice) this.buffer.storage.write(host.subarray(B), 4 * B);
+    else this.buffer.storage.write(host);
+    this.staged = [...seqs];
+  }
+
+  /** The device half of step: runs the staged step (the first one eagerly, then captured) or replays it. */
+  launch(): void {
+    if (this.disposed) throw new Error('DecodeRunner.launch: disposed');
+    const seqs = this.staged;
+    if (!seqs) throw new Error('DecodeRunner.launch: nothing staged');
+    this.staged = null;
     if (!this.useGraph) {
       this.run();
     } else if (!this.graph) {
@@ -98,7 +150,6 @@ export class DecodeRunner {
       this.graph.replay();
     }
     for (const s of seqs) if (s) s.length += 1;
-    return this.logits;
   }
 
   /**
@@ -122,6 +173,7 @@ export class DecodeRunner {
         logitRows: 'all',
         logitsOut: this.logits,
       });
+      if (this.argmaxTarget) argmax(this.logits, { out: this.argmaxTarget });
     });
   }
 

@@ -11,10 +11,13 @@
  *   does, or after maxNewTokens.
  * - Decode steps keep the batch's shape as sequences finish (finished rows become padding), so on
  *   CUDA one captured graph serves every step (DecodeRunner); elsewhere, or with cudaGraph false,
- *   the same fixed-shape step runs eagerly.
+ *   the same fixed-shape step runs eagerly. Greedy decoding queues each step before reading the
+ *   previous one's tokens back (GreedyDecodePipeline: two runners, so two graphs); a row that stops
+ *   on EOS or a stop token then costs one wasted step, whose result is dropped.
  */
 import type { CausalLM } from './causal_lm.js';
 import { prefill } from './batch.js';
+import { GreedyDecodePipeline } from './decode_pipeline.js';
 import { DecodeRunner } from './decode_runner.js';
 import type { KvSequence } from './kv_cache.js';
 import { argmax, sample, samplingParams } from '../runtime/ops/sampling.js';
@@ -119,6 +122,7 @@ export function generate(model: CausalLM, prompts: readonly (readonly number[])[
   const blocks = maxLens.map((n) => Math.ceil(n / blockSize));
   const cache = model.createKvCache({ numBlocks: blocks.reduce((a, b) => a + b, 0), blockSize });
   let runner: DecodeRunner | null = null;
+  let pipeline: GreedyDecodePipeline | null = null;
   try {
     const seqs: KvSequence[] = prompts.map(() => cache.newSequence());
     const t0 = performance.now();
@@ -132,7 +136,11 @@ export function generate(model: CausalLM, prompts: readonly (readonly number[])[
     const t1 = performance.now();
     let alive = next.map((tok, r) => accept(r, tok));
     let steps = 0;
-    if (alive.some((a) => a)) {
+    if (alive.some((a) => a) && temperature === 0) {
+      // Greedy: the host runs one step behind the device (GreedyDecodePipeline); same tokens.
+      pipeline = new GreedyDecodePipeline(model, cache, B, Math.max(...blocks), { graph: options.cudaGraph });
+      steps = pipeline.run(seqs, next, alive.map((a, r) => (a ? maxNew - tokens[r].length : 0)), accept);
+    } else if (alive.some((a) => a)) {
       runner = new DecodeRunner(model, cache, B, Math.max(...blocks), { graph: options.cudaGraph });
       while (alive.some((a) => a)) {
         const rows = seqs.map((s, r) => (alive[r] ? s : null));
@@ -147,6 +155,7 @@ export function generate(model: CausalLM, prompts: readonly (readonly number[])[
     return result(t1 - t0, performance.now() - t1, steps);
   } finally {
     runner?.dispose();
+    pipeline?.dispose();
     cache.dispose();
   }
 }

@@ -3,6 +3,10 @@
  * kvHeads, headDim]; a sequence's tokens live in the blocks its row of blockTable lists, token i in
  * block blockTable[b][i / blockSize] at offset i % blockSize (slot = block * blockSize + offset).
  * Write the new tokens with cacheWrite first, then pagedAttention reads them back.
+ *
+ * On CUDA the attention kernel starts under the tail of the kernel before it and reads seqLens, the
+ * block table and every cached key but the newest `queries` of each sequence before waiting for it
+ * (native paged_attention.h): only those newest keys (and q) may come from the op just before.
  */
 import { native } from '../binding.js';
 import { dtypeIn, fail, floating, rankIs, sameDevice, sameDType, shapeIs } from '../check.js';

@@ -98,19 +98,28 @@ function checkRows(op: string, logits: Tensor, p: SamplingParams, seeded: boolea
   return [rows, vocab];
 }
 
-/** logits [..., V] -> int32 [...]: the index of each row's largest value (lowest index on ties). */
-export function argmax(logits: Tensor): Tensor {
+/**
+ * logits [..., V] -> int32 [...]: the index of each row's largest value (lowest index on ties).
+ * `out` (int32, logits' shape without the last dimension, same device): written instead of a new
+ * tensor, e.g. the input ids of the next decode step.
+ */
+export function argmax(logits: Tensor, opts: { out?: Tensor } = {}): Tensor {
   const op = 'argmax';
-  sameDevice(op, { logits });
+  sameDevice(op, { logits, out: opts.out });
   floating(op, 'logits', logits);
   if (logits.rank < 1) fail(op, `logits is ${logits.describe()}; expected at least one dimension`);
   const vocab = logits.shape[logits.rank - 1];
   if (vocab === 0) fail(op, `logits is ${logits.describe()}; the last dimension is empty`);
-  const out = Tensor.empty(logits.shape.slice(0, -1), 'int32', logits.device);
+  const shape = logits.shape.slice(0, -1);
+  if (opts.out) {
+    dtypeIn(op, 'out', opts.out, ['int32']);
+    shapeIs(op, 'out', opts.out, shape);
+  }
+  const out = opts.out ?? Tensor.empty(shape, 'int32', logits.device);
   try {
     native().argmax(logits.storage, logits.dtypeCode, out.numel, vocab, out.storage);
   } catch (e) {
-    out.dispose();
+    if (!opts.out) out.dispose();
     throw e;
   }
   return out;
