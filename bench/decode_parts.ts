@@ -9,8 +9,9 @@
  *
  * Parts: qkv (rmsnorm + qkv GEMV + rotary + cache write), attn (paged attention, split + combine),
  * o (o GEMV + residual), gateup (rmsnorm + gate/up GEMV + SwiGLU), down (down GEMV + residual),
- * head (final norm + lm_head). A variant is `all`, `all-attn-o` (all but those) or `qkv+o` (only
- * those); `attn@N` sets attention's split count.
+ * head (final norm + lm_head), argmax (of the logits, as generate's greedy steps end). A variant is
+ * `all`, `all-attn-o` (all but those) or `qkv+o` (only those); `attn@N` sets attention's split
+ * count.
  *
  *   node dist/bench/decode_parts.js [--context 256] [--rounds 3] [--variants all,all-attn,...]
  */
@@ -25,11 +26,12 @@ import { CudaGraph, cudaAvailable, cudaUnavailableReason, deviceName, synchroniz
 import { fusedLinear } from '../src/runtime/ops/fused_linear.js';
 import { fusedQkvRotaryCache } from '../src/runtime/ops/fused_qkv.js';
 import { pagedAttention } from '../src/runtime/ops/paged_attention.js';
+import { argmax } from '../src/runtime/ops/sampling.js';
 import { ropeInvFreq } from '../src/runtime/ops/rope_params.js';
 import { tidy } from '../src/runtime/scope.js';
 import { Tensor } from '../src/runtime/tensor.js';
 
-const PARTS = ['qkv', 'attn', 'o', 'gateup', 'down', 'head'] as const;
+const PARTS = ['qkv', 'attn', 'o', 'gateup', 'down', 'head', 'argmax'] as const;
 type Part = (typeof PARTS)[number];
 
 interface Variant {
@@ -60,7 +62,7 @@ export function parseVariant(spec: string): Variant {
 const program = benchCommand('decode_parts', 'batch-1 decode step on Llama-3.1-8B shapes with parts left out, as CUDA graphs')
   .option('--context <n>', 'prompt tokens prefilled before the step', intAtLeast('--context', 1), 256)
   .option('--rounds <n>', 'interleaved rounds over the variants', intAtLeast('--rounds', 1), 3)
-  .option('--variants <list>', 'comma-separated variants', 'all,all-attn,all-qkv,all-o,all-gateup,all-down,all-head,gateup+down,head');
+  .option('--variants <list>', 'comma-separated variants', 'all,all-attn,all-qkv,all-o,all-gateup,all-down,all-head,all-argmax,gateup+down,head');
 
 interface Args {
   context: number;
@@ -103,7 +105,8 @@ function main(): void {
   const nH = model.numHeads;
   const hd = model.headDim;
   const eps = cfg.rmsNormEps;
-  const logits = Tensor.empty([1, model.vocabSize], 'float32', DEVICE).keep();
+  const logits = Tensor.zeros([1, model.vocabSize], 'float32', DEVICE).keep();
+  const next = Tensor.zeros([1], 'int32', DEVICE).keep();
   // Persistent stand-ins for the outputs of parts that are left out.
   const xBuf = Tensor.zeros([1, model.hiddenSize], 'bfloat16', DEVICE).keep();
   const qBuf = Tensor.zeros([1, nH, hd], 'bfloat16', DEVICE).keep();
@@ -137,6 +140,7 @@ function main(): void {
         });
       }
       if (has('head')) fusedLinear(xBuf, w.lmHead, { norm: { weight: w.norm, eps }, outDType: 'float32', out: logits });
+      if (has('argmax')) argmax(logits, { out: next });
     });
 
   const graphs = variants.map((v) => {
@@ -158,7 +162,7 @@ function main(): void {
     console.log(`${v.name.padEnd(24)} ${ms.toFixed(3)} ms  [${times[i].map((t) => t.toFixed(3)).join(' ')}]${diff}`);
   });
   for (const g of graphs) g.destroy();
-  for (const t of [positions, slots, seqLens, blockTable, invFreq, logits, xBuf, qBuf, oBuf, actBuf]) t.dispose();
+  for (const t of [positions, slots, seqLens, blockTable, invFreq, logits, next, xBuf, qBuf, oBuf, actBuf]) t.dispose();
   cache.dispose();
   model.dispose();
 }
