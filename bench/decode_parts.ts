@@ -134,7 +134,7 @@ function main(): void {
             });
           }
           if (has('attn')) pagedAttention(qBuf, cache.k[l], cache.v[l], blockTable, seqLens, { out: oBuf, numSplits: v.splits });
-          if (has('o')) fusedLinear(oBuf.reshape([1, nH * hd]), at.o, { residual: xBuf, out: xBuf });
+          if (has('o')) fusedLinear(oBuf.reshape([1, nH * hd]), at.o, { residual: xBuf, out: xBuf, prefetchL2: true });
           if (has('gateup')) fusedLinear(xBuf, lw.gateUp, { norm: { weight: lw.postNorm, eps }, swiglu: true, out: actBuf });
           if (has('down')) fusedLinear(actBuf, lw.down, { residual: xBuf, out: xBuf });
         });

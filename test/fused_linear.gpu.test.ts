@@ -344,4 +344,23 @@ describe.skipIf(!hasGpu)('fusedLinear on CUDA: vs float64, the CPU twin, and the
     const first = bytes(runFused(g, p));
     for (let i = 0; i < 3; i++) expect(firstByteDifference(bytes(runFused(g, p)), first)).toBe(-1);
   }, 120_000);
+
+  it('prefetchL2 is only a hint: the same bits with and without it', () => {
+    for (const s of [
+      { m: 1, n: 4096, k: 4096, dtype: 'bfloat16', residual: true },
+      { m: 3, n: 1792, k: 4104, dtype: 'bfloat16', norm: true, swiglu: true, bias: true },
+      { m: 2, n: 300, k: 264, dtype: 'float16', residual: true, outF32: true },
+    ] as Spec[]) {
+      const p = makeProblem(new Rng(s.n + s.k + 9), s);
+      const g = on(p, dev);
+      const plain = bytes(runFused(g, p));
+      const hinted = (() => {
+        const o = options(g, p);
+        if (!g.residual) return fusedLinear(g.x, g.w, { ...o, prefetchL2: true });
+        const h = g.residual.clone();
+        return fusedLinear(g.x, g.w, { ...o, residual: h, out: h, prefetchL2: true });
+      })();
+      expect(firstByteDifference(bytes(hinted), plain), JSON.stringify(s)).toBe(-1);
+    }
+  }, 120_000);
 });

@@ -45,6 +45,10 @@ struct FusedGemvArgs {
   int64_t m = 0, n_w = 0, k = 0;
   float eps = 0.f;
   bool swiglu = false;
+  // CUDA hint, no effect on the result: before its PDL wait each warp also asks L2 for the rest of
+  // its weight rows (past the part it loads into registers), so a projection launched behind kernels
+  // that leave memory idle -- decode's o projection behind attention -- streams during them.
+  bool prefetch_l2 = false;
   // With a rotary epilogue: n_w = (heads + 2 kv_heads) * head_dim rows, out_type = x_type, and
   // out, residual and swiglu unused.
   const FusedGemvRotary* rotary = nullptr;

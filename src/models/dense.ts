@@ -235,7 +235,8 @@ export class DenseCausalLM implements CausalLM {
           const o = pagedAttention(qb, cache.k[l], cache.v[l], att.blockTable, att.seqLens, { window: sliding ? cfg.slidingWindow! : 0 });
           q.dispose();
           // A tapped x must survive the layer: the attention residual then goes to a new tensor.
-          const h = fusedLinear(o.reshape([T, nH * hd]), a.o, { bias: a.oBias ?? undefined, residual: xIn, out: taps.includes(l) ? undefined : xIn });
+          // The o weight streams into L2 while attention leaves memory idle (prefetchL2).
+          const h = fusedLinear(o.reshape([T, nH * hd]), a.o, { bias: a.oBias ?? undefined, residual: xIn, out: taps.includes(l) ? undefined : xIn, prefetchL2: true });
           o.dispose();
           const act = fusedLinear(h, lw.gateUp, { norm: { weight: lw.postNorm, eps }, bias: lw.gateUpBias ?? undefined, swiglu: true });
           fusedLinear(act, lw.down, { bias: lw.downBias ?? undefined, residual: h, out: h });

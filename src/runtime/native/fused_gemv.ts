@@ -27,6 +27,7 @@ export interface FusedGemvNative {
     k: number,
     eps: number,
     swiglu: boolean,
+    prefetchL2?: boolean,
   ): boolean;
   /**
    * The stacked projection qkv = rmsnorm?(x) @ w^T + bias (w: ((heads + 2 kvHeads) headDim, k)) with

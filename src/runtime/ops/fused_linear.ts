@@ -30,6 +30,12 @@ export interface FusedLinearOptions {
   out?: Tensor;
   /** Defaults to out's dtype, else x's. float32 skips every intermediate rounding (logits). */
   outDType?: DType;
+  /**
+   * CUDA hint, same result: the kernel asks L2 for its weight rows while the kernels before it run.
+   * Worth it behind kernels that leave memory idle (decode's o projection behind attention), not
+   * behind another weight stream.
+   */
+  prefetchL2?: boolean;
 }
 
 /**
@@ -83,7 +89,7 @@ export function fusedLinear(x: Tensor, weight: Tensor, opts: FusedLinearOptions 
     const done = native().fusedGemv(
       x.storage, weight.storage, o.storage, bias?.storage ?? null, norm?.weight.storage ?? null, residual?.storage ?? null,
       x.dtypeCode, DTYPE_CODE[outDType], DTYPE_CODE[bias?.dtype ?? 'float32'], DTYPE_CODE[norm?.weight.dtype ?? 'float32'],
-      m, nW, k, norm?.eps ?? 0, swiglu,
+      m, nW, k, norm?.eps ?? 0, swiglu, opts.prefetchL2 ?? false,
     );
     if (!done) composeUnfused(x, weight, o, opts, outDType);
   } catch (e) {
