@@ -11,11 +11,13 @@
  * o (o GEMV + residual), gateup (rmsnorm + gate/up GEMV + SwiGLU), down (down GEMV + residual),
  * head (final norm + lm_head), argmax (of the logits, as generate's greedy steps end). A variant is
  * `all`, `all-attn-o` (all but those) or `qkv+o` (only those); `attn@N` sets attention's split
- * count.
+ * count (bench/decode_variants.ts).
  *
  *   node dist/bench/decode_parts.js [--context 256] [--rounds 3] [--variants all,all-attn,...]
  */
+import { writeFileSync } from 'node:fs';
 import { benchCommand, intAtLeast, parseBench } from './cli.js';
+import { type Part, type Variant, parseVariant } from './decode_variants.js';
 import { timeCudaAll } from './harness.js';
 import { prefill } from '../src/models/batch.js';
 import { DenseCausalLM, runtimeRope } from '../src/models/dense.js';
@@ -30,34 +32,6 @@ import { argmax } from '../src/runtime/ops/sampling.js';
 import { ropeInvFreq } from '../src/runtime/ops/rope_params.js';
 import { tidy } from '../src/runtime/scope.js';
 import { Tensor } from '../src/runtime/tensor.js';
-
-const PARTS = ['qkv', 'attn', 'o', 'gateup', 'down', 'head', 'argmax'] as const;
-type Part = (typeof PARTS)[number];
-
-interface Variant {
-  name: string;
-  parts: Set<Part>;
-  splits?: number;
-}
-
-/** `all`, `all-a-b`, `a+b`, each optionally with `@N` after attn for its split count. */
-export function parseVariant(spec: string): Variant {
-  let splits: number | undefined;
-  const clean = spec.replace(/attn@(\d+)/, (_, n: string) => ((splits = Number(n)), 'attn'));
-  const names = (s: string) =>
-    s.split(/[+-]/).filter(Boolean).map((p) => {
-      if (!(PARTS as readonly string[]).includes(p)) throw new Error(`decode_parts: unknown part '${p}' in '${spec}' (parts: ${PARTS.join(', ')})`);
-      return p as Part;
-    });
-  let parts: Set<Part>;
-  if (clean === 'all' || clean.startsWith('all-')) {
-    const drop = new Set(names(clean.slice(3)));
-    parts = new Set(PARTS.filter((p) => !drop.has(p)));
-  } else {
-    parts = new Set(names(clean));
-  }
-  return { name: spec, parts, splits };
-}
 
 const program = benchCommand('decode_parts', 'batch-1 decode step on Llama-3.1-8B shapes with parts left out, as CUDA graphs')
   .option('--context <n>', 'prompt tokens prefilled before the step', intAtLeast('--context', 1), 256)
@@ -153,7 +127,11 @@ function main(): void {
   for (let r = 0; r < a.rounds; r++) {
     graphs.forEach((g, i) => times[i].push(timeCudaAll(() => g.replay(), { warmup: 3, iters: 30, device: DEVICE }).median));
   }
-  const median = (xs: number[]) => [...xs].sort((p, q) => p - q)[xs.length >> 1];
+  const median = (xs: number[]) => {
+    const v = [...xs].sort((p, q) => p - q);
+    const mid = v.length >> 1;
+    return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+  };
   const base = variants.findIndex((v) => v.name === 'all');
   console.log(`decode_parts: Llama-3.1-8B shapes, batch 1, context ${a.context}, ${deviceName(DEVICE)}; median replay of ${a.rounds} interleaved rounds`);
   variants.forEach((v, i) => {
@@ -161,6 +139,10 @@ function main(): void {
     const diff = base >= 0 && i !== base ? `  (all minus this: ${(median(times[base]) - ms).toFixed(3)} ms)` : '';
     console.log(`${v.name.padEnd(24)} ${ms.toFixed(3)} ms  [${times[i].map((t) => t.toFixed(3)).join(' ')}]${diff}`);
   });
+  if (a.out) {
+    const rows = variants.map((v, i) => ({ variant: v.name, parts: [...v.parts], splits: v.splits ?? null, step_ms: median(times[i]), rounds_ms: times[i] }));
+    writeFileSync(a.out, JSON.stringify({ bench: 'decode_parts', date: new Date().toISOString(), device: deviceName(DEVICE), context: a.context, variants: rows }, null, 2));
+  }
   for (const g of graphs) g.destroy();
   for (const t of [positions, slots, seqLens, blockTable, invFreq, logits, next, xBuf, qBuf, oBuf, actBuf]) t.dispose();
   cache.dispose();
