@@ -26,7 +26,7 @@ export class GreedyDecodePipeline {
   private readonly cuda: { upload: Stream; readback: Stream; uploaded: CudaEvent; done: [CudaEvent, CudaEvent] } | null;
   private disposed = false;
 
-  /** As DecodeRunner: `width` block-table columns, enough for the longest sequence (plus one step). */
+  /** As DecodeRunner: `width` block-table columns, enough for a row of its first length plus its budget. */
   constructor(
     readonly model: CausalLM,
     readonly cache: PagedKvCache,
