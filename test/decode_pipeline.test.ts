@@ -118,6 +118,27 @@ describe('GreedyDecodePipeline', () => {
     expect(piped([prompts[0]], [0], [-1]).launches).toBe(0);
   });
 
+  it('names bad budgets, and passes on an error thrown by accept', () => {
+    const rng = new Rng(33);
+    const { cache, seqs, first } = start([ids(rng, 4, m.vocabSize)]);
+    const pipeline = new GreedyDecodePipeline(m, cache, 1, WIDTH);
+    try {
+      expect(() => pipeline.run(seqs, first, [1.5], () => true)).toThrow(/budget of row 0 must be a non-negative integer, got 1.5/);
+      expect(() => pipeline.run(seqs, first, [2, 2], () => true)).toThrow(/expected 1 sequences, first tokens and budgets/);
+      let seen = 0;
+      expect(() =>
+        pipeline.run(seqs, first, [5], () => {
+          if (++seen === 2) throw new Error('client went away');
+          return true;
+        }),
+      ).toThrow(/client went away/);
+      expect(seen).toBe(2);
+    } finally {
+      pipeline.dispose();
+      cache.dispose();
+    }
+  });
+
   it('a runner step takes its ids from the device, and argmaxInto writes the next ones there', () => {
     const rng = new Rng(32);
     const prompt = ids(rng, 6, m.vocabSize);

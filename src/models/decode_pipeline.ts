@@ -17,7 +17,7 @@
 import type { CausalLM } from './causal_lm.js';
 import { DecodeRunner, type DecodeRunnerOptions } from './decode_runner.js';
 import type { KvSequence, PagedKvCache } from './kv_cache.js';
-import { CudaEvent, Stream } from '../runtime/cuda.js';
+import { CudaEvent, Stream, synchronize } from '../runtime/cuda.js';
 import { tidy } from '../runtime/scope.js';
 
 export class GreedyDecodePipeline {
@@ -112,20 +112,33 @@ export class GreedyDecodePipeline {
 
     let rows = left.map((n) => n > 0); // the rows of the last launch, whose tokens are still on the device
     if (!rows.some(Boolean)) return 0;
-    let pending = launch(rows, first);
-    for (;;) {
-      const next = rows.map((on, r) => on && left[r] > 0);
-      const more = next.some(Boolean);
-      const queued = more ? launch(next, 'device') : -1;
-      const tokens = readBack(pending);
-      const goesOn = rows.map((on, r) => on && accept(r, tokens[r]));
-      if (!more) return launches;
-      rows = next.map((on, r) => on && goesOn[r]);
-      pending = queued;
-      if (!rows.some(Boolean)) {
-        readBack(pending); // the wasted step: wait for it, so both runners are idle on return
-        return launches;
+    try {
+      let pending = launch(rows, first);
+      for (;;) {
+        const next = rows.map((on, r) => on && left[r] > 0);
+        const more = next.some(Boolean);
+        const queued = more ? launch(next, 'device') : -1;
+        const tokens = readBack(pending);
+        const goesOn = rows.map((on, r) => on && accept(r, tokens[r]));
+        if (!more) return launches;
+        rows = next.map((on, r) => on && goesOn[r]);
+        pending = queued;
+        if (!rows.some(Boolean)) {
+          readBack(pending); // the wasted step: wait for it, so both runners are idle on return
+          return launches;
+        }
       }
+    } catch (e) {
+      // accept (or a launch) threw with a step still queued: let it finish before the caller frees
+      // the runners and the cache it writes.
+      if (this.cuda) {
+        try {
+          synchronize(this.model.device);
+        } catch {
+          /* the original error says more */
+        }
+      }
+      throw e;
     }
   }
 
