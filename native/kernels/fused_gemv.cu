@@ -11,7 +11,7 @@
  *     group. U = 4 / R for M <= 2 (2 / R above).
  *   - Programmatic dependent launch (pdl.h): the first two groups of W chunks are requested before
  *     PdlWaitForPrimary(), so the weight stream starts under the previous kernel's tail. Nothing
- *     else is read, and nothing written, before the wait. The next kernel is let launch only after
+ *     else is read, and nothing written, before the wait. The next kernel may launch only after
  *     the wait (PdlAllowDependents), so what it reads early was written before this kernel.
  *   - fp32 FMAs per lane, then a 5-step xor-shuffle sum; lane r finishes row r.
  *   - Registers: capped at 64 for M <= 2 (4 blocks, 32 warps per SM, no spills), so the 4096-column
