@@ -40,22 +40,22 @@ export class GreedyDecodePipeline {
       b = new DecodeRunner(model, cache, batch, width, options);
       a.argmaxInto(b.ids);
       b.argmaxInto(a.ids);
+      const device = model.device;
+      this.cuda =
+        device === 'cpu'
+          ? null
+          : {
+              upload: new Stream(device),
+              readback: new Stream(device),
+              uploaded: new CudaEvent(device, false),
+              done: [new CudaEvent(device, false), new CudaEvent(device, false)],
+            };
     } catch (e) {
       a.dispose();
       b?.dispose();
       throw e;
     }
     this.runners = [a, b];
-    const device = model.device;
-    this.cuda =
-      device === 'cpu'
-        ? null
-        : {
-            upload: new Stream(device),
-            readback: new Stream(device),
-            uploaded: new CudaEvent(device, false),
-            done: [new CudaEvent(device, false), new CudaEvent(device, false)],
-          };
   }
 
   /**
