@@ -6,8 +6,9 @@
  * elements) to the slot's row of each cache, in 16-byte units when sizes and alignment allow.
  *
  * PagedAttentionSplitKernel: grid (num_splits, kv_heads, batch), 4 warps per block. Split s of a
- * sequence owns key tokens [s * split_len, (s + 1) * split_len), split_len = ceil(max_blocks *
- * block_size / num_splits): the launch shape depends only on host-known sizes, never on seq_lens
+ * sequence owns key tokens [s * split_len, (s + 1) * split_len) (the last split: to the end),
+ * split_len = ceil(span / num_splits) with span the host's bound on the lengths (default the table's
+ * capacity, max_blocks * block_size): the launch shape depends only on host-known sizes, never on seq_lens
  * (which live on the device), so the kernels can be captured in a CUDA graph. A block serves the
  * queries * (heads / kv_heads) query rows that share its kv head (GQA); each warp takes whole rows.
  * Within a warp, a group of L lanes (a power of two, L * NV * VEC >= head_dim) handles one key:
@@ -148,7 +149,8 @@ __global__ void __launch_bounds__(kWarps * 32) PagedAttentionSplitKernel(const T
   const int len = min(max(p.seq_lens[b], 0), capacity);
   const int old_end = len - p.queries;  // keys [0, old_end) were cached before this step
   const int split_lo = split * p.split_len;
-  const int split_hi = min(split_lo + p.split_len, len);
+  // The last split also takes the keys past the span (PagedAttentionArgs::span).
+  const int split_hi = split == p.num_splits - 1 ? len : min(split_lo + p.split_len, len);
   const int32_t* table = p.block_table + static_cast<int64_t>(b) * p.max_blocks;
   const int64_t token_stride = static_cast<int64_t>(p.kv_heads) * p.head_dim;  // elements between slots
 
@@ -394,7 +396,8 @@ void LaunchAttention(const PagedAttentionArgs& a, cudaStream_t stream) {
   p.max_blocks = static_cast<int>(a.max_blocks);
   p.window = static_cast<int>(a.window);
   p.num_splits = static_cast<int>(a.num_splits);
-  p.split_len = static_cast<int>((capacity + a.num_splits - 1) / a.num_splits);
+  const int64_t span = a.span > 0 ? a.span : capacity;
+  p.split_len = static_cast<int>((span + a.num_splits - 1) / a.num_splits);
   p.lanes_per_key = lanes;
   p.scale_log2 = a.scale * kLog2e;
   switch (nv) {

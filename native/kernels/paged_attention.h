@@ -58,6 +58,10 @@ struct PagedAttentionArgs {
   float scale = 1.0f;
   int64_t window = 0;               // 0: no sliding window
   int64_t num_splits = 1;           // CUDA: key partitions per sequence (the CPU ignores it)
+  // CUDA: the key positions [0, span) the splits share out evenly (0: the table's capacity,
+  // max_blocks * block_size); the keys of a longer sequence beyond it go to the last split, so any
+  // span gives the same result, only slower once sequences outgrow it. The CPU ignores it.
+  int64_t span = 0;
 };
 
 void CheckCacheWriteArgs(const CacheWriteArgs& a);
