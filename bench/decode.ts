@@ -37,7 +37,7 @@ const program = benchCommand('decode', 'batch-1 greedy decode on Llama-3.1-8B sh
   .option('--context <n>', 'prompt tokens prefilled before decoding', intAtLeast('--context', 1), 128)
   .option('--steps <n>', 'timed decode steps (CUDA graphs)', intAtLeast('--steps', 20), 256)
   .option('--eager-steps <n>', 'timed decode steps without graphs', intAtLeast('--eager-steps', 1), 64)
-  .option('--span-step <n>', "attention span buckets in tokens (DecodeRunner spanStep; 0: the whole table)", intAtLeast('--span-step', 0), 64);
+  .option('--span-step <n>', "attention span buckets in tokens (DecodeRunner spanStep; 0: the whole table)", intAtLeast('--span-step', 0), 0);
 
 const DEVICE = 'cuda:0' as const;
 

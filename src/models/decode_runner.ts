@@ -15,10 +15,11 @@
  * write the argmax of its own logits into another runner's ids (`argmaxInto`); `stage` and `launch`
  * are the host and device halves of `step`, so the upload can go through another stream.
  *
- * Attention's key splits are sized for a bound on the batch's lengths (pagedAttention span), not
- * for the whole table: the longest row's length rounded up to `spanStep` tokens. A step whose bound
- * is new runs eagerly and is captured as its own graph, so a generation that grows through the
- * table captures one graph per bucket it crosses.
+ * With `spanStep` > 0, attention's key splits are sized for a bound on the batch's lengths
+ * (pagedAttention span) instead of the whole table: the longest row's length rounded up to spanStep
+ * tokens. A step whose bound is new runs eagerly and is captured as its own graph, so a generation
+ * that grows through the table captures one graph per bucket it crosses. The default (0) sizes them
+ * for the whole table: one graph.
  */
 import type { CausalLM } from './causal_lm.js';
 import type { KvSequence, PagedKvCache } from './kv_cache.js';
@@ -30,7 +31,7 @@ import { Tensor } from '../runtime/tensor.js';
 export interface DecodeRunnerOptions {
   /** Capture and replay a CUDA graph (CUDA only; default true there unless AERIE_CUDA_GRAPHS=0). */
   graph?: boolean;
-  /** Buckets of the attention span, in tokens (default 64); 0: always the whole table (one graph). */
+  /** Buckets of the attention span, in tokens; 0 (default): always the whole table (one graph). */
   spanStep?: number;
 }
 
@@ -59,7 +60,7 @@ export class DecodeRunner {
     if (!Number.isInteger(batch) || batch <= 0) throw new RangeError(`DecodeRunner: batch must be a positive integer, got ${batch}`);
     if (!Number.isInteger(width) || width <= 0) throw new RangeError(`DecodeRunner: width must be a positive integer, got ${width}`);
     this.useGraph = model.device !== 'cpu' && (options.graph ?? process.env.AERIE_CUDA_GRAPHS !== '0');
-    this.spanStep = options.spanStep ?? 64;
+    this.spanStep = options.spanStep ?? 0;
     if (!Number.isInteger(this.spanStep) || this.spanStep < 0) throw new RangeError(`DecodeRunner: spanStep must be a non-negative integer, got ${this.spanStep}`);
     const B = batch;
     this.buffer = Tensor.zeros([4 * B + B * width], 'int32', model.device).keep();
