@@ -48,16 +48,7 @@ AERIE_HD float ExpCore(float x) {
   const float n = RintF(MulF(x, 1.44269502f));  // n in [-150, 0]
   const uint32_t scale_bits = static_cast<uint32_t>(static_cast<int>(n) + 32 + 127) << 23;  // 2^(n+32), normal
 #endif
-  float r = FmaF(n, -0.693145751953125f, x);    // ln2, high part (exact product)
-  r = FmaF(n, -1.42860677e-06f, r);             // ln2, low part
-  float p = 1.98412698e-04f;
-  p = FmaF(p, r, 1.38888889e-03f);
-  p = FmaF(p, r, 8.33333333e-03f);
-  p = FmaF(p, r, 4.16666667e-02f);
-  p = FmaF(p, r, 1.66666667e-01f);
-  p = FmaF(p, r, 0.5f);
-  p = FmaF(p, r, 1.0f);
-  p = FmaF(p, r, 1.0f);
+  const float p = rn::ExpOfRemainder(x, n);
   float scale;
   memcpy(&scale, &scale_bits, 4);
   return MulF(MulF(p, scale), 2.3283064365386963e-10f);  // * 2^-32

@@ -91,6 +91,22 @@ AERIE_HD double FmaD(double a, double b, double c) {
   return std::fma(a, b, c);
 #endif
 }
+// exp(r) for r = x - n ln2 (n = x / ln2 rounded to an integer, so |r| <= ln2/2): Cody-Waite reduction
+// (the high part of ln2 has 16 bits, so n * hi is exact), then a degree-7 Taylor polynomial
+// (truncation below 2^-27 on |r| <= 0.35). The exp of activation_math.h and sampling_math.h scale
+// it by 2^n each their own way.
+AERIE_HD float ExpOfRemainder(float x, float n) {
+  float r = FmaF(n, -0.693145751953125f, x);  // ln2, high part (exact product)
+  r = FmaF(n, -1.42860677e-06f, r);           // ln2, low part
+  float p = 1.98412698e-04f;
+  p = FmaF(p, r, 1.38888889e-03f);
+  p = FmaF(p, r, 8.33333333e-03f);
+  p = FmaF(p, r, 4.16666667e-02f);
+  p = FmaF(p, r, 1.66666667e-01f);
+  p = FmaF(p, r, 0.5f);
+  p = FmaF(p, r, 1.0f);
+  return FmaF(p, r, 1.0f);
+}
 AERIE_HD float DoubleToFloat(double d) {
 #if defined(__CUDA_ARCH__)
   return __double2float_rn(d);

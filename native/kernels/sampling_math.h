@@ -73,17 +73,7 @@ AERIE_HD float ExpNonPositive(float x) {
   if (!(x > -87.0f)) return 0.0f;
   if (x >= 0.0f) return 1.0f;
   const float n = RintF(MulF(x, 1.44269502f));  // x = n ln2 + r, |r| <= ln2/2
-  float r = FmaF(n, -0.693145751953125f, x);    // ln2, high part (exact product)
-  r = FmaF(n, -1.42860677e-06f, r);             // ln2, low part
-  // Taylor polynomial to degree 7: truncation below 2^-27 on |r| <= 0.35.
-  float p = 1.98412698e-04f;
-  p = FmaF(p, r, 1.38888889e-03f);
-  p = FmaF(p, r, 8.33333333e-03f);
-  p = FmaF(p, r, 4.16666667e-02f);
-  p = FmaF(p, r, 1.66666667e-01f);
-  p = FmaF(p, r, 0.5f);
-  p = FmaF(p, r, 1.0f);
-  p = FmaF(p, r, 1.0f);
+  const float p = rn::ExpOfRemainder(x, n);
   const uint32_t scale_bits = static_cast<uint32_t>(static_cast<int>(n) + 127) << 23;  // 2^n, n in [-126, 0]
   float scale;
   memcpy(&scale, &scale_bits, 4);
