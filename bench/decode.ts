@@ -28,7 +28,6 @@ interface Args {
   context: number;
   steps: number;
   eagerSteps: number;
-  spanStep: number;
   torch: boolean;
   out?: string;
 }
@@ -36,8 +35,7 @@ interface Args {
 const program = benchCommand('decode', 'batch-1 greedy decode on Llama-3.1-8B shapes against the memory roofline and transformers')
   .option('--context <n>', 'prompt tokens prefilled before decoding', intAtLeast('--context', 1), 128)
   .option('--steps <n>', 'timed decode steps (CUDA graphs)', intAtLeast('--steps', 20), 256)
-  .option('--eager-steps <n>', 'timed decode steps without graphs', intAtLeast('--eager-steps', 1), 64)
-  .option('--span-step <n>', "attention span buckets in tokens (DecodeRunner spanStep; 0: the whole table)", intAtLeast('--span-step', 0), 0);
+  .option('--eager-steps <n>', 'timed decode steps without graphs', intAtLeast('--eager-steps', 1), 64);
 
 const DEVICE = 'cuda:0' as const;
 
@@ -79,7 +77,7 @@ function main(): void {
     const first = prefill(model, [{ ids: prompt, seq }], { cache });
     let tok = tidy(() => argmax(first.logits!).toNumbers()[0]);
     first.logits!.dispose();
-    const pipeline = new GreedyDecodePipeline(model, cache, 1, width, { graph, spanStep: a.spanStep });
+    const pipeline = new GreedyDecodePipeline(model, cache, 1, width, { graph });
     try {
       const take = (n: number): number => {
         let got = 0;
@@ -106,7 +104,7 @@ function main(): void {
     const first = prefill(model, [{ ids: prompt, seq }], { cache });
     let tok = tidy(() => argmax(first.logits!).toNumbers()[0]);
     first.logits!.dispose();
-    const runner = new DecodeRunner(model, cache, 1, width, { graph: true, spanStep: a.spanStep });
+    const runner = new DecodeRunner(model, cache, 1, width, { graph: true });
     try {
       tok = tidy(() => argmax(runner.step([seq], [tok])).toNumbers()[0]); // eager run + capture
       synchronize(DEVICE);
@@ -136,7 +134,7 @@ function main(): void {
 
   const torch = a.torch ? runTorch(a) : { error: 'skipped (--no-torch)' };
   const t = 'tokens_per_s' in torch ? torch : undefined;
-  console.log(`decode: Llama-3.1-8B shapes, random bf16 weights, batch 1, context ${a.context}, ${a.steps} greedy steps on ${deviceName(DEVICE)}; attention span buckets of ${a.spanStep || 'the whole table'}${a.spanStep ? ' tokens' : ''}`);
+  console.log(`decode: Llama-3.1-8B shapes, random bf16 weights, batch 1, context ${a.context}, ${a.steps} greedy steps on ${deviceName(DEVICE)}`);
   console.log(`copy bandwidth ${(bandwidth / 1e12).toFixed(2)} TB/s; a step reads ${(stepBytes / 1e9).toFixed(2)} GB (weights ${(decodeWeightBytes / 1e9).toFixed(2)} GB + KV at mean context)`);
   console.log(`roofline ${roofline.toFixed(1)} tokens/s (all ${(weightBytes / 1e9).toFixed(2)} GB of weights, as ANCHORS.md: ${anchorRoofline.toFixed(1)})`);
   console.log(`aerie, CUDA graphs: ${graphed.tokensPerS.toFixed(1)} tokens/s = ${((100 * graphed.tokensPerS) / roofline).toFixed(1)}% of the roofline (goal >= 85%); one replayed step ${graphed.stepGpuMs.toFixed(3)} ms on the GPU (${((100 * stepBytes) / (graphed.stepGpuMs / 1000) / bandwidth).toFixed(1)}% of the bandwidth)`);
@@ -153,7 +151,7 @@ function main(): void {
           bench: 'decode',
           date: new Date().toISOString(),
           device: deviceName(DEVICE),
-          config: { model: 'llama-3.1-8b shapes', dtype: 'bfloat16', batch: 1, context: a.context, steps: a.steps, blockSize, spanStep: a.spanStep },
+          config: { model: 'llama-3.1-8b shapes', dtype: 'bfloat16', batch: 1, context: a.context, steps: a.steps, blockSize },
           bandwidth_bytes_per_s: bandwidth,
           step_bytes: stepBytes,
           weight_bytes: weightBytes,

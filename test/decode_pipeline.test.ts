@@ -167,32 +167,6 @@ describe('GreedyDecodePipeline', () => {
     }
   });
 
-  it('attention spans in buckets (a CUDA sizing hint): the same logits as one span for the table; a bad spanStep is named', () => {
-    const rng = new Rng(34);
-    const prompt = ids(rng, 3, m.vocabSize);
-    const a = start([prompt]);
-    const b = start([prompt]);
-    const bucketed = new DecodeRunner(m, a.cache, 1, WIDTH, { spanStep: 4 });
-    const whole = new DecodeRunner(m, b.cache, 1, WIDTH, { spanStep: 0 });
-    try {
-      let ta = a.first[0];
-      let tb = b.first[0];
-      for (let i = 0; i < 9; i++) {
-        const la = Array.from(bucketed.step(a.seqs, [ta]).toArray() as Float32Array);
-        const lb = Array.from(whole.step(b.seqs, [tb]).toArray() as Float32Array);
-        expect(la).toEqual(lb);
-        ta = tidy(() => argmax(bucketed.logits).toNumbers()[0]);
-        tb = tidy(() => argmax(whole.logits).toNumbers()[0]);
-      }
-      expect(() => new DecodeRunner(m, a.cache, 1, WIDTH, { spanStep: -1 })).toThrow(/spanStep must be a non-negative integer, got -1/);
-    } finally {
-      bucketed.dispose();
-      whole.dispose();
-      a.cache.dispose();
-      b.cache.dispose();
-    }
-  });
-
   it('argmax writes into a given tensor, and names a wrong one', () => {
     tidy(() => {
       const logits = Tensor.fromArray([0, 3, 1, 5, 5, 2], [2, 3], { dtype: 'float32' });

@@ -1,6 +1,6 @@
-// Device helpers shared by attention_fwd.cu and attention_bwd.cu: storage conversions, cp.async,
-// ldmatrix and mma.sync m16n8k16 (bf16 in, fp32 accumulate) as inline PTX, and the padded layout
-// of the shared bf16 tiles.
+// Device helpers shared by attention_fwd.cu and attention_bwd.cu: storage conversions, ldmatrix and
+// mma.sync m16n8k16 (bf16 in, fp32 accumulate) as inline PTX, and the padded layout of the shared
+// bf16 tiles (cp.async: cp_async.cuh).
 //
 // mma.sync m16n8k16 fragment layouts (lane = 4 * grp + tig): A (16x16, row-major) regs a0..a3 hold
 // (row grp, cols 2tig..+1), (row grp+8, same), (row grp, cols 2tig+8..+9), (row grp+8, same); B (16x8)
@@ -15,6 +15,7 @@
 #include <initializer_list>
 
 #include "attention.h"
+#include "cp_async.cuh"
 
 namespace aerie {
 namespace attn {
@@ -44,22 +45,6 @@ __device__ __forceinline__ float WarpMax(float x) {
 // fragment addresses are a per-lane base plus compile-time offsets.
 constexpr int kPad = 8;
 
-__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16-byte global->shared copy; when !valid the destination is zero-filled and nothing is read
-// (src must still be a valid address).
-__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SmemAddr(smem)), "l"(gmem), "r"(valid ? 16 : 0)
-               : "memory");
-}
-__device__ __forceinline__ void CpAsync4(void* smem, const void* gmem, bool valid) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(SmemAddr(smem)), "l"(gmem), "r"(valid ? 4 : 0)
-               : "memory");
-}
-__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-__device__ __forceinline__ void CpAsyncWaitAll() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
 
 __device__ __forceinline__ void Ldmatrix4(uint32_t (&r)[4], uint32_t addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"

@@ -1,7 +1,7 @@
 // JavaScript glue of the paged_attention family.
 //   cacheWrite(k, v, kCache, vCache, slotMapping, dtype, tokens, numBlocks, blockSize, kvHeads, headDim)
 //   pagedAttention(q, kCache, vCache, blockTable, seqLens, out, workspace|null, dtype, batch, queries,
-//                  heads, kvHeads, headDim, numBlocks, blockSize, maxBlocks, scale, window, numSplits, span)
+//                  heads, kvHeads, headDim, numBlocks, blockSize, maxBlocks, scale, window, numSplits)
 #include "napi_util.h"
 #include "paged_attention.h"
 
@@ -56,7 +56,6 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   a.scale = static_cast<float>(ArgDouble(info, 16, "scale"));
   a.window = ArgSize(info, 17, "window");
   a.num_splits = ArgSize(info, 18, "numSplits");
-  a.span = ArgSize(info, 19, "span");
   CheckPagedAttentionArgs(a);
   int device = RequireSameDevice(op, {{"q", q}, {"kCache", k_cache}, {"vCache", v_cache}, {"blockTable", table},
                                       {"seqLens", lens}, {"out", out}, {"workspace", workspace}});

@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "cp_async.cuh"
 #include "elementwise_common.cuh"
 #include "norm.h"
 
@@ -310,16 +311,6 @@ __global__ void __launch_bounds__(kBlockMaxThreads)
 // the row sum: the warp sums alternate between two buffers (a buffer is rewritten two rows later,
 // after a barrier that every reader of it has passed). rstd is prefetched one row ahead in a register.
 constexpr int kStripStages = 4;
-
-__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
-}
-__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int kPending>
-__device__ __forceinline__ void CpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
 
 // Stage layout: kArrays planes (h, dy[, dh_in]) of nvec 16-byte packs, pack v of a plane at v.
 template <typename T, int N, int kVecs, int kArrays>

@@ -6,9 +6,8 @@
  * elements) to the slot's row of each cache, in 16-byte units when sizes and alignment allow.
  *
  * PagedAttentionSplitKernel: grid (num_splits, kv_heads, batch), 4 warps per block. Split s of a
- * sequence owns key tokens [s * split_len, (s + 1) * split_len) (the last split: to the end),
- * split_len = ceil(span / num_splits) with span the host's bound on the lengths (default the table's
- * capacity, max_blocks * block_size): the launch shape depends only on host-known sizes, never on seq_lens
+ * sequence owns key tokens [s * split_len, (s + 1) * split_len), split_len = ceil(max_blocks *
+ * block_size / num_splits): the launch shape depends only on host-known sizes, never on seq_lens
  * (which live on the device), so the kernels can be captured in a CUDA graph. A block serves the
  * queries * (heads / kv_heads) query rows that share its kv head (GQA); each warp takes whole rows.
  * Within a warp, a group of L lanes (a power of two, L * NV * VEC >= head_dim) handles one key:
@@ -19,8 +18,11 @@
  * the log2 domain, acc[] over its lanes' dimensions); at the end the groups are merged with xor
  * shuffles. With one split the warp writes acc / l to out; otherwise it writes (acc, m, l) to the
  * float32 workspace and PagedAttentionCombineKernel (one block per query row) rescales the splits:
- * out = sum_s 2^(m_s - M) acc_s / sum_s 2^(m_s - M) l_s. Every split writes its partial even when
- * it holds no keys (m = -inf, l = 0, acc = 0), so the combine never reads stale values.
+ * out = sum_s 2^(m_s - M) acc_s / sum_s 2^(m_s - M) l_s. Only the splits that hold keys of the
+ * sequence (ActiveSplits: from its first query's window start to its length) run and write partials,
+ * and the combine reads only those, so a table sized for growth costs nothing for the keys not yet
+ * there; within them, a split writes its partial even for a row that has no keys in it (m = -inf,
+ * l = 0, acc = 0), so the combine never reads stale values.
  *
  * Both kernels are launched with programmatic dependent launch (pdl.h): at decode sizes they run a
  * few microseconds, about what a launch costs, so overlapping the launches matters. The split
@@ -128,6 +130,20 @@ struct SplitParams {
   float scale_log2;   // scale * log2(e)
 };
 
+// The splits [first, last) of a sequence of len tokens (clamped to the table) that hold keys some
+// query sees: the keys [window start of the first query, len). Both kernels use it, so the combine
+// reads exactly the partials the split kernel wrote. With one split there is no combine and split 0
+// writes out itself, keys or not.
+struct SplitRange {
+  int first, last;
+};
+__device__ __forceinline__ SplitRange ActiveSplits(int len, int queries, int window, int split_len, int num_splits) {
+  if (num_splits == 1) return {0, 1};
+  if (len <= 0) return {0, 0};
+  const int lo = window > 0 ? max(0, len - queries - window + 1) : 0;
+  return {min(lo / split_len, num_splits - 1), min((len - 1) / split_len, num_splits - 1) + 1};
+}
+
 template <typename T, int NV, int U>
 __global__ void __launch_bounds__(kWarps * 32) PagedAttentionSplitKernel(const T* __restrict__ q, const T* __restrict__ k_cache,
                                                                            const T* __restrict__ v_cache, T* __restrict__ out,
@@ -147,10 +163,16 @@ __global__ void __launch_bounds__(kWarps * 32) PagedAttentionSplitKernel(const T
   const int group = p.heads / p.kv_heads, rows = p.queries * group;
   const int capacity = p.max_blocks * p.block_size;
   const int len = min(max(p.seq_lens[b], 0), capacity);
+  const SplitRange active = ActiveSplits(len, p.queries, p.window, p.split_len, p.num_splits);
+  if (split < active.first || split >= active.last) {
+    // No key of this sequence here, and the combine skips this split. One block of the grid still
+    // waits, so that this grid completing implies the kernel before it completed (pdl.h).
+    if (split == 0 && kvh == 0 && b == 0) PdlWaitForPrimary();
+    return;
+  }
   const int old_end = len - p.queries;  // keys [0, old_end) were cached before this step
   const int split_lo = split * p.split_len;
-  // The last split also takes the keys past the span (PagedAttentionArgs::span).
-  const int split_hi = split == p.num_splits - 1 ? len : min(split_lo + p.split_len, len);
+  const int split_hi = min(split_lo + p.split_len, len);
   const int32_t* table = p.block_table + static_cast<int64_t>(b) * p.max_blocks;
   const int64_t token_stride = static_cast<int64_t>(p.kv_heads) * p.head_dim;  // elements between slots
 
@@ -320,28 +342,39 @@ __device__ __forceinline__ float CombineBlockReduce(float v, Op op, float* red) 
 
 // One block per query row. The max and the normaliser over the splits are block-parallel (a thread
 // per split), so a row costs about three round trips to L2 whatever the split count: a serial loop
-// over 34 splits in every thread took 8 us a layer at batch-1 decode (ncu, H200).
+// over 34 splits in every thread took 8 us a layer at batch-1 decode (ncu, H200). It reads only the
+// sequence's active splits (ActiveSplits, as the split kernel).
+struct CombineParams {
+  const int32_t* seq_lens;
+  int queries, heads, window, capacity;
+  int num_splits, split_len, head_dim;
+};
+
 template <typename T>
 __global__ void __launch_bounds__(kCombineThreads) PagedAttentionCombineKernel(const float* __restrict__ workspace, T* __restrict__ out,
-                                                                                int num_splits, int head_dim) {
+                                                                                CombineParams p) {
   extern __shared__ float weight[];  // [num_splits]
   __shared__ float red[2][kCombineThreads / 32];
   PdlAllowDependents();
-  PdlWaitForPrimary();  // the split kernel's partials
   const int64_t row = blockIdx.x;
-  const int stride = head_dim + 2;
-  const float* ws = workspace + row * num_splits * static_cast<int64_t>(stride);
+  const int b = static_cast<int>(row / (static_cast<int64_t>(p.queries) * p.heads));
+  // seq_lens before the wait: the split kernel reads it before its own, so no kernel in reach writes it.
+  const int len = min(max(p.seq_lens[b], 0), p.capacity);
+  const SplitRange active = ActiveSplits(len, p.queries, p.window, p.split_len, p.num_splits);
+  const int n = active.last - active.first, head_dim = p.head_dim, stride = head_dim + 2;
+  PdlWaitForPrimary();  // the split kernel's partials
+  const float* ws = workspace + (row * p.num_splits + active.first) * static_cast<int64_t>(stride);
   float m_loc = -INFINITY;
-  for (int s = threadIdx.x; s < num_splits; s += kCombineThreads) m_loc = fmaxf(m_loc, ws[s * stride + head_dim]);
+  for (int s = threadIdx.x; s < n; s += kCombineThreads) m_loc = fmaxf(m_loc, ws[s * stride + head_dim]);
   const float m_max = CombineBlockReduce(m_loc, [](float a, float b) { return fmaxf(a, b); }, red[0]);
   float t_loc = 0.f;
   if (m_max != -INFINITY)
-    for (int s = threadIdx.x; s < num_splits; s += kCombineThreads) {
+    for (int s = threadIdx.x; s < n; s += kCombineThreads) {
       const float m = ws[s * stride + head_dim];
       if (m != -INFINITY) t_loc += exp2f(m - m_max) * ws[s * stride + head_dim + 1];
     }
   const float total = CombineBlockReduce(t_loc, [](float a, float b) { return a + b; }, red[1]);
-  for (int s = threadIdx.x; s < num_splits; s += kCombineThreads) {
+  for (int s = threadIdx.x; s < n; s += kCombineThreads) {
     const float m = ws[s * stride + head_dim];
     weight[s] = (total > 0.f && m != -INFINITY) ? exp2f(m - m_max) / total : 0.f;
   }
@@ -349,7 +382,7 @@ __global__ void __launch_bounds__(kCombineThreads) PagedAttentionCombineKernel(c
   for (int d = threadIdx.x; d < head_dim; d += kCombineThreads) {
     float o = 0.f;
 #pragma unroll 8
-    for (int s = 0; s < num_splits; ++s) {
+    for (int s = 0; s < n; ++s) {
       const float w = weight[s], v = ws[s * stride + d];
       o = w != 0.f ? o + w * v : o;  // a select, so the loads need not wait for the weights
     }
@@ -396,8 +429,7 @@ void LaunchAttention(const PagedAttentionArgs& a, cudaStream_t stream) {
   p.max_blocks = static_cast<int>(a.max_blocks);
   p.window = static_cast<int>(a.window);
   p.num_splits = static_cast<int>(a.num_splits);
-  const int64_t span = a.span > 0 ? a.span : capacity;
-  p.split_len = static_cast<int>((span + a.num_splits - 1) / a.num_splits);
+  p.split_len = static_cast<int>((capacity + a.num_splits - 1) / a.num_splits);
   p.lanes_per_key = lanes;
   p.scale_log2 = a.scale * kLog2e;
   switch (nv) {
@@ -407,9 +439,17 @@ void LaunchAttention(const PagedAttentionArgs& a, cudaStream_t stream) {
   }
   if (a.num_splits > 1) {
     const int64_t rows = a.batch * a.queries * a.heads;
+    CombineParams c;
+    c.seq_lens = a.seq_lens;
+    c.queries = p.queries;
+    c.heads = p.heads;
+    c.window = p.window;
+    c.capacity = static_cast<int>(capacity);
+    c.num_splits = p.num_splits;
+    c.split_len = p.split_len;
+    c.head_dim = p.head_dim;
     LaunchPdl(PagedAttentionCombineKernel<T>, dim3(static_cast<unsigned>(rows)), dim3(kCombineThreads), a.num_splits * sizeof(float),
-              stream, static_cast<const float*>(a.workspace), static_cast<T*>(a.out), static_cast<int>(a.num_splits),
-              static_cast<int>(a.head_dim));
+              stream, static_cast<const float*>(a.workspace), static_cast<T*>(a.out), c);
   }
 }
 

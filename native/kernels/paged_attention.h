@@ -18,7 +18,8 @@
 // for the kernel launched just before it. Only those newest rows (and q) may be written by that
 // kernel; everything else must have been written by host copies or before an earlier kernel that
 // was launched without PDL (cuBLAS, cacheWrite) or lets its dependents launch only after its own
-// wait (the fused GEMV: decode's qkv projection). Every layer of the models has such a kernel.
+// wait (the fused GEMV: decode's qkv projection). Every layer of the models has such a kernel. The
+// combine kernel reads seq_lens before its wait too (which splits to read).
 //
 // Bad indices: the CPU twins throw (slot, block id or seq_len out of range, naming the position).
 // The CUDA kernels cannot report without a host sync: a cache write with slot outside [0, capacity)
@@ -58,10 +59,6 @@ struct PagedAttentionArgs {
   float scale = 1.0f;
   int64_t window = 0;               // 0: no sliding window
   int64_t num_splits = 1;           // CUDA: key partitions per sequence (the CPU ignores it)
-  // CUDA: the key positions [0, span) the splits share out evenly (0: the table's capacity,
-  // max_blocks * block_size); the keys of a longer sequence beyond it go to the last split, so any
-  // span gives the same result, only slower once sequences outgrow it. The CPU ignores it.
-  int64_t span = 0;
 };
 
 void CheckCacheWriteArgs(const CacheWriteArgs& a);

@@ -45,9 +45,6 @@ void CheckPagedAttentionArgs(const PagedAttentionArgs& a) {
   RequirePositive(op, "block_size", a.block_size);
   RequirePositive(op, "max_blocks", a.max_blocks);
   RequirePositive(op, "num_splits", a.num_splits);
-  if (a.span < 0 || a.span > a.max_blocks * a.block_size)
-    throw std::invalid_argument("pagedAttention: span " + std::to_string(a.span) + " is outside [0, " +
-                                std::to_string(a.max_blocks * a.block_size) + "] (0: the table's capacity)");
   if (a.heads % a.kv_heads != 0)
     throw std::invalid_argument("pagedAttention: heads " + std::to_string(a.heads) + " is not a multiple of kv_heads " +
                                 std::to_string(a.kv_heads));

@@ -36,8 +36,6 @@ export type AttentionInputs =
       seqLens: Tensor;
       /** New tokens per sequence (T = B * queries). */
       queries: number;
-      /** CUDA: a bound on seqLens the attention's key splits are sized for (pagedAttention span); default the table's capacity. */
-      span?: number;
     };
 
 export interface ForwardInputs {

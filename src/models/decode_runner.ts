@@ -14,12 +14,6 @@
  * device (`'device'`: whatever the ids view holds, e.g. the argmax a chained runner wrote there) and
  * write the argmax of its own logits into another runner's ids (`argmaxInto`); `stage` and `launch`
  * are the host and device halves of `step`, so the upload can go through another stream.
- *
- * With `spanStep` > 0, attention's key splits are sized for a bound on the batch's lengths
- * (pagedAttention span) instead of the whole table: the longest row's length rounded up to spanStep
- * tokens. A step whose bound is new runs eagerly and is captured as its own graph, so a generation
- * that grows through the table captures one graph per bucket it crosses. The default (0) sizes them
- * for the whole table: one graph.
  */
 import type { CausalLM } from './causal_lm.js';
 import type { KvSequence, PagedKvCache } from './kv_cache.js';
@@ -31,8 +25,6 @@ import { Tensor } from '../runtime/tensor.js';
 export interface DecodeRunnerOptions {
   /** Capture and replay a CUDA graph (CUDA only; default true there unless AERIE_CUDA_GRAPHS=0). */
   graph?: boolean;
-  /** Buckets of the attention span, in tokens; 0 (default): always the whole table (one graph). */
-  spanStep?: number;
 }
 
 export class DecodeRunner {
@@ -41,12 +33,9 @@ export class DecodeRunner {
   readonly logits: Tensor;
   private readonly buffer: Tensor;
   private readonly views: { ids: Tensor; positions: Tensor; slots: Tensor; seqLens: Tensor; blockTable: Tensor };
-  readonly spanStep: number;
-  /** One captured step per attention span. */
-  private readonly graphs = new Map<number, CudaGraph>();
-  private lastSpan = 0;
+  private graph: CudaGraph | null = null;
   private argmaxTarget: Tensor | null = null;
-  private staged: { seqs: (KvSequence | null)[]; span: number } | null = null;
+  private staged: (KvSequence | null)[] | null = null;
   private disposed = false;
 
   /** `width`: block-table columns, enough for the longest sequence this runner will see. */
@@ -60,8 +49,6 @@ export class DecodeRunner {
     if (!Number.isInteger(batch) || batch <= 0) throw new RangeError(`DecodeRunner: batch must be a positive integer, got ${batch}`);
     if (!Number.isInteger(width) || width <= 0) throw new RangeError(`DecodeRunner: width must be a positive integer, got ${width}`);
     this.useGraph = model.device !== 'cpu' && (options.graph ?? process.env.AERIE_CUDA_GRAPHS !== '0');
-    this.spanStep = options.spanStep ?? 0;
-    if (!Number.isInteger(this.spanStep) || this.spanStep < 0) throw new RangeError(`DecodeRunner: spanStep must be a non-negative integer, got ${this.spanStep}`);
     const B = batch;
     this.buffer = Tensor.zeros([4 * B + B * width], 'int32', model.device).keep();
     this.logits = Tensor.empty([B, model.vocabSize], 'float32', model.device).keep();
@@ -76,11 +63,6 @@ export class DecodeRunner {
     table.dispose();
   }
 
-  /** Graphs captured so far: one per attention span a step has used (for tests and diagnostics). */
-  get graphCount(): number {
-    return this.graphs.size;
-  }
-
   /** int32 [batch]: the ids the next step reads (a view of the input buffer). */
   get ids(): Tensor {
     return this.views.ids;
@@ -93,7 +75,7 @@ export class DecodeRunner {
    */
   argmaxInto(target: Tensor): void {
     if (this.disposed) throw new Error('DecodeRunner.argmaxInto: disposed');
-    if (this.graphs.size > 0 || this.argmaxTarget) throw new Error('DecodeRunner.argmaxInto: only once, before the first step');
+    if (this.graph || this.argmaxTarget) throw new Error('DecodeRunner.argmaxInto: only once, before the first step');
     if (target.dtype !== 'int32' || target.rank !== 1 || target.shape[0] !== this.batch || target.device !== this.model.device) {
       throw new TypeError(`DecodeRunner.argmaxInto: target must be int32 [${this.batch}] on ${this.model.device}, got ${target.describe()}`);
     }
@@ -150,56 +132,43 @@ export class DecodeRunner {
     }
     if (fromDevice) this.buffer.storage.write(host.subarray(B), 4 * B);
     else this.buffer.storage.write(host);
-    this.staged = { seqs: [...seqs], span: this.spanFor(host.subarray(3 * B, 4 * B)) };
+    this.staged = [...seqs];
   }
 
-  /** The device half of step: runs the staged step (the first of its span eagerly, then captured) or replays it. */
+  /** The device half of step: runs the staged step (the first one eagerly, then captured) or replays it. */
   launch(): void {
     if (this.disposed) throw new Error('DecodeRunner.launch: disposed');
-    const staged = this.staged;
-    if (!staged) throw new Error('DecodeRunner.launch: nothing staged');
+    const seqs = this.staged;
+    if (!seqs) throw new Error('DecodeRunner.launch: nothing staged');
     this.staged = null;
-    const { seqs, span } = staged;
-    const graph = this.graphs.get(span);
     if (!this.useGraph) {
-      this.run(span);
-    } else if (!graph) {
-      this.run(span);
-      this.graphs.set(span, CudaGraph.capture(this.model.device, () => this.run(span)));
+      this.run();
+    } else if (!this.graph) {
+      this.run();
+      this.graph = CudaGraph.capture(this.model.device, () => this.run());
     } else {
-      graph.replay();
+      this.graph.replay();
     }
-    this.lastSpan = span;
     for (const s of seqs) if (s) s.length += 1;
-  }
-
-  /** The attention span for these lengths: the longest rounded up to spanStep, within the table (0: the table). */
-  private spanFor(lengths: Int32Array): number {
-    if (this.spanStep === 0) return 0;
-    const capacity = this.width * this.cache.blockSize;
-    const longest = Math.max(1, ...lengths);
-    const span = Math.ceil(longest / this.spanStep) * this.spanStep;
-    return span >= capacity ? 0 : span;
   }
 
   /**
    * Runs the last step again on the same inputs (it rewrites the same cache slots with the same
-   * values): for timing the step's GPU work alone. Replays its graph when there is one.
+   * values): for timing the step's GPU work alone. Replays the graph when there is one.
    */
   repeatLast(): void {
     if (this.disposed) throw new Error('DecodeRunner.repeatLast: disposed');
-    const graph = this.graphs.get(this.lastSpan);
-    if (graph) graph.replay();
-    else this.run(this.lastSpan);
+    if (this.graph) this.graph.replay();
+    else this.run();
   }
 
-  private run(span: number): void {
+  private run(): void {
     const v = this.views;
     tidy(() => {
       this.model.forward({
         ids: v.ids,
         positions: v.positions,
-        attention: { kind: 'paged', blockTable: v.blockTable, seqLens: v.seqLens, queries: 1, span },
+        attention: { kind: 'paged', blockTable: v.blockTable, seqLens: v.seqLens, queries: 1 },
         kv: { cache: this.cache, slotMapping: v.slots },
         logitRows: 'all',
         logitsOut: this.logits,
@@ -211,8 +180,7 @@ export class DecodeRunner {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (const g of this.graphs.values()) g.destroy();
-    this.graphs.clear();
+    this.graph?.destroy();
     for (const t of [...Object.values(this.views), this.buffer, this.logits]) t.dispose();
   }
 }

@@ -232,7 +232,7 @@ export class DenseCausalLM implements CausalLM {
             slotMapping,
           });
           const qb = att.queries === 1 ? q.reshape([B, nH, hd]) : q.reshape([B, att.queries, nH, hd]);
-          const o = pagedAttention(qb, cache.k[l], cache.v[l], att.blockTable, att.seqLens, { window: sliding ? cfg.slidingWindow! : 0, span: att.span });
+          const o = pagedAttention(qb, cache.k[l], cache.v[l], att.blockTable, att.seqLens, { window: sliding ? cfg.slidingWindow! : 0 });
           q.dispose();
           // A tapped x must survive the layer: the attention residual then goes to a new tensor.
           // The o weight streams into L2 while attention leaves memory idle (prefetchL2).
@@ -323,7 +323,7 @@ export class DenseCausalLM implements CausalLM {
     } else {
       const B = att.seqLens.shape[0];
       const qb = att.queries === 1 ? q.reshape([B, nH, hd]) : q.reshape([B, att.queries, nH, hd]);
-      o = pagedAttention(qb, inputs.kv!.cache.k[l], inputs.kv!.cache.v[l], att.blockTable, att.seqLens, { window: window ?? 0, span: att.span });
+      o = pagedAttention(qb, inputs.kv!.cache.k[l], inputs.kv!.cache.v[l], att.blockTable, att.seqLens, { window: window ?? 0 });
     }
     const o2 = o.reshape([T, nH * hd]);
     // Residual adds in the GEMM epilogue (h = x + a W^T, one rounding) for prefill-sized steps; small

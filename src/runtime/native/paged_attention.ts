@@ -24,9 +24,8 @@ export interface PagedAttentionNative {
    * out [batch, queries, heads, headDim] = attention of q [batch, queries, heads, headDim] over each
    * sequence's seqLens[b] cached tokens (blockTable int32 [batch, maxBlocks], seqLens int32 [batch]);
    * query t sits at position seqLens[b] - queries + t (causal, optional sliding window; window 0:
-   * none). CUDA splits the key positions [0, span) (span 0: maxBlocks * blockSize) into numSplits
-   * partitions, the last one also taking any keys past span, and when numSplits > 1 needs workspace
-   * float32 [batch * queries * heads * numSplits * (headDim + 2)]; the CPU ignores all three.
+   * none). CUDA splits each sequence's keys into numSplits partitions and, when numSplits > 1, needs
+   * workspace float32 [batch * queries * heads * numSplits * (headDim + 2)]; the CPU ignores both.
    */
   pagedAttention(
     q: NativeStorage,
@@ -48,6 +47,5 @@ export interface PagedAttentionNative {
     scale: number,
     window: number,
     numSplits: number,
-    span: number,
   ): void;
 }

@@ -43,14 +43,6 @@ export interface PagedAttentionOptions {
   numSplits?: number;
   /** Write into this tensor (q's shape, dtype and device) instead of a new one: for CUDA graphs. */
   out?: Tensor;
-  /**
-   * CUDA: the key positions [0, span) the splits share out (default, or 0: the table's capacity,
-   * maxBlocks * blockSize). A host that knows its sequences are shorter than the table (decode with
-   * room to grow) passes a bound on their lengths, so no split sits empty; keys past it go to the last
-   * split, so the result is the same for any span. It also sets the default numSplits. The CPU
-   * ignores it.
-   */
-  span?: number;
 }
 
 /**
@@ -102,10 +94,7 @@ export function pagedAttention(q: Tensor, kCache: Tensor, vCache: Tensor, blockT
   if (!Number.isFinite(scale)) fail(op, `scale must be finite, got ${scale}`);
   const window = opts.window ?? 0;
   if (!Number.isInteger(window) || window < 0) fail(op, `window must be a non-negative integer (0: none), got ${window}`);
-  const capacity = maxBlocks * blockSize;
-  const span = opts.span ?? 0;
-  if (!Number.isInteger(span) || span < 0 || span > capacity) fail(op, `span must be an integer in [0, ${capacity}] (0: the table's capacity), got ${span}`);
-  const numSplits = opts.numSplits ?? pagedAttentionSplits(span || capacity, batch, kvHeads);
+  const numSplits = opts.numSplits ?? pagedAttentionSplits(maxBlocks * blockSize, batch, kvHeads);
   if (!Number.isInteger(numSplits) || numSplits < 1 || numSplits > 1024) fail(op, `numSplits must be an integer in [1, 1024], got ${numSplits}`);
   if (opts.out) {
     if (opts.out.dtype !== q.dtype || opts.out.numel !== q.numel || opts.out.rank !== q.rank || !opts.out.shape.every((d, i) => d === q.shape[i])) {
@@ -119,7 +108,7 @@ export function pagedAttention(q: Tensor, kCache: Tensor, vCache: Tensor, blockT
   try {
     native().pagedAttention(
       q.storage, kCache.storage, vCache.storage, blockTable.storage, seqLens.storage, out.storage, workspace?.storage ?? null,
-      q.dtypeCode, batch, queries, heads, kvHeads, headDim, numBlocks, blockSize, maxBlocks, scale, window, numSplits, span,
+      q.dtypeCode, batch, queries, heads, kvHeads, headDim, numBlocks, blockSize, maxBlocks, scale, window, numSplits,
     );
   } catch (e) {
     if (!opts.out) out.dispose();
