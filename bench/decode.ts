@@ -16,6 +16,7 @@ import { copyCeiling, timeCudaAll, runTorchReference } from './harness.js';
 import { prefill } from '../src/models/batch.js';
 import { GreedyDecodePipeline } from '../src/models/decode_pipeline.js';
 import { DecodeRunner } from '../src/models/decode_runner.js';
+import type { KvSequence } from '../src/models/kv_cache.js';
 import { createCausalLM } from '../src/models/load.js';
 import { presetConfig } from '../src/models/presets.js';
 import { randomSource } from '../src/models/weights.js';
@@ -67,16 +68,23 @@ function main(): void {
   let s = 11;
   const prompt = Array.from({ length: a.context }, () => ((s = (s * 1664525 + 1013904223) >>> 0), s % cfg.vocabSize));
 
+  /** A new sequence with the prompt prefilled; returns it and its first greedy token. */
+  const start = (): { seq: KvSequence; tok: number } => {
+    const seq = cache.newSequence();
+    const first = prefill(model, [{ ids: prompt, seq }], { cache });
+    const tok = tidy(() => argmax(first.logits!).toNumbers()[0]);
+    first.logits!.dispose();
+    return { seq, tok };
+  };
+
   /**
    * The generation loop generate() runs for greedy decoding (GreedyDecodePipeline: each step queued
    * before the previous one's token is read back). Returns tokens/s over `steps` after two untimed
    * steps (each runner's first step runs eagerly and is captured).
    */
   const loop = (graph: boolean, steps: number): { tokensPerS: number; stepGpuMs: number } => {
-    const seq = cache.newSequence();
-    const first = prefill(model, [{ ids: prompt, seq }], { cache });
-    let tok = tidy(() => argmax(first.logits!).toNumbers()[0]);
-    first.logits!.dispose();
+    const { seq, tok: tok0 } = start();
+    let tok = tok0;
     const pipeline = new GreedyDecodePipeline(model, cache, 1, width, { graph });
     try {
       const take = (n: number): number => {
@@ -100,10 +108,8 @@ function main(): void {
 
   /** The same steps with the host in lockstep (step, argmax, read back, next): what the pipeline hides. */
   const lockstep = (steps: number): number => {
-    const seq = cache.newSequence();
-    const first = prefill(model, [{ ids: prompt, seq }], { cache });
-    let tok = tidy(() => argmax(first.logits!).toNumbers()[0]);
-    first.logits!.dispose();
+    const { seq, tok: tok0 } = start();
+    let tok = tok0;
     const runner = new DecodeRunner(model, cache, 1, width, { graph: true });
     try {
       tok = tidy(() => argmax(runner.step([seq], [tok])).toNumbers()[0]); // eager run + capture

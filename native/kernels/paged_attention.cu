@@ -28,7 +28,7 @@
  * few microseconds, about what a launch costs, so overlapping the launches matters. The split
  * kernel reads seq_lens, the table and the keys cached before this step (all but the newest
  * `queries` of each sequence) before waiting for the kernel before it (the contract in
- * paged_attention.h); the combine kernel reads nothing before its wait.
+ * paged_attention.h); the combine kernel reads only seq_lens (which splits to read) before its wait.
  */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
