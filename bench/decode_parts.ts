@@ -23,7 +23,7 @@ import { prefill } from '../src/models/batch.js';
 import { DenseCausalLM, runtimeRope } from '../src/models/dense.js';
 import { createCausalLM } from '../src/models/load.js';
 import { presetConfig } from '../src/models/presets.js';
-import { randomSource } from '../src/models/weights.js';
+import { GATE_UP_LAYOUT, randomSource } from '../src/models/weights.js';
 import { CudaGraph, cudaAvailable, cudaUnavailableReason, deviceName, synchronize } from '../src/runtime/cuda.js';
 import { fusedLinear } from '../src/runtime/ops/fused_linear.js';
 import { fusedQkvRotaryCache } from '../src/runtime/ops/fused_qkv.js';
@@ -95,7 +95,7 @@ function main(): void {
         const at = lw.attn;
         tidy(() => {
           if (has('qkv')) {
-            fusedQkvRotaryCache(xBuf, at.qkv, { norm: { weight: lw.inputNorm, eps } }, positions, invFreq, {
+            fusedQkvRotaryCache(xBuf, at.qkv, { norm: { weight: w.decodeNorms?.input[l] ?? lw.inputNorm, eps } }, positions, invFreq, {
               heads: nH,
               kvHeads: model.numKvHeads,
               headDim: hd,
@@ -109,11 +109,11 @@ function main(): void {
           }
           if (has('attn')) pagedAttention(qBuf, cache.k[l], cache.v[l], blockTable, seqLens, { out: oBuf, numSplits: v.splits });
           if (has('o')) fusedLinear(oBuf.reshape([1, nH * hd]), at.o, { residual: xBuf, out: xBuf, prefetchL2: true });
-          if (has('gateup')) fusedLinear(xBuf, lw.gateUp, { norm: { weight: lw.postNorm, eps }, swiglu: true, out: actBuf });
+          if (has('gateup')) fusedLinear(xBuf, lw.gateUp, { norm: { weight: w.decodeNorms?.post[l] ?? lw.postNorm, eps }, swiglu: true, gateUpLayout: GATE_UP_LAYOUT, out: actBuf });
           if (has('down')) fusedLinear(actBuf, lw.down, { residual: xBuf, out: xBuf });
         });
       }
-      if (has('head')) fusedLinear(xBuf, w.lmHead, { norm: { weight: w.norm, eps }, outDType: 'float32', out: logits });
+      if (has('head')) fusedLinear(xBuf, w.lmHead, { norm: { weight: w.decodeNorms?.final ?? w.norm, eps }, outDType: 'float32', out: logits });
       if (has('argmax')) argmax(logits, { out: next });
     });
 

@@ -59,6 +59,19 @@ describe.skipIf(!hasGpu)('swiglu on CUDA vs the CPU twin', () => {
     });
   }
 
+  for (const dtype of ['float32', 'bfloat16', 'float16'] as const) {
+    it(`${dtype}: the pairs layout, bit for bit (vector and one-element paths)`, () => {
+      for (const [rows, inter] of SHAPES) {
+        const pairs = Tensor.fromArray(rng.normal(2 * rows * inter, 3), [rows, 2 * inter], { dtype });
+        const got = swigluFused(pairs.to('cuda:0'), 'pairs');
+        const want = swigluFused(pairs, 'pairs');
+        expect(got.device).toBe('cuda:0');
+        expect(got.shape).toEqual([rows, inter]);
+        expect(firstDifference(f32(got), f32(want)), `${rows}x${inter}`).toBeNull();
+      }
+    });
+  }
+
   it('every bfloat16 gate, both signs of up: bit for bit (the exp over its whole range, inf, NaN)', () => {
     // all 65536 bfloat16 patterns, each with up = 1.5 and up = -1.5; dout = 0.75
     const m = 65536 * 2;

@@ -43,6 +43,27 @@ describe('swiglu (CPU)', () => {
     });
   }
 
+  for (const dtype of ['float32', 'bfloat16', 'float16'] as const) {
+    it(`${dtype}: the pairs layout (gate 0, up 0, gate 1, ...) equals the separate one bit for bit`, () => {
+      for (const [rows, inter] of [[7, 45], [3, 8], [1, 1], [2, 64]]) {
+        const gate = ROUND[dtype](rng.normal(rows * inter, 3));
+        const up = ROUND[dtype](rng.normal(rows * inter));
+        const pairs = new Float32Array(rows * 2 * inter);
+        for (let i = 0; i < rows * inter; i++) {
+          const [r, c] = [Math.floor(i / inter), i % inter];
+          pairs[r * 2 * inter + 2 * c] = gate[i];
+          pairs[r * 2 * inter + 2 * c + 1] = up[i];
+        }
+        const want = swiglu(Tensor.fromArray(gate, [rows, inter], { dtype }), Tensor.fromArray(up, [rows, inter], { dtype }));
+        const got = swigluFused(Tensor.fromArray(pairs, [rows, 2 * inter], { dtype }), 'pairs');
+        expect(got.shape).toEqual([rows, inter]);
+        expect(Array.from(f32(got))).toEqual(Array.from(f32(want)));
+        // and the halves reading of the same bytes is a different function (the layout is honoured)
+        if (inter > 1) expect(Array.from(f32(swigluFused(Tensor.fromArray(pairs, [rows, 2 * inter], { dtype }))))).not.toEqual(Array.from(f32(want)));
+      }
+    });
+  }
+
   it('saturates cleanly: large |gate| gives 0 or gate*up, no NaN', () => {
     const out = swiglu(Tensor.fromArray([-200, -30, 0, 30, 200], [5]), Tensor.fromArray([2, 2, 2, 2, 2], [5]));
     const v = f32(out);

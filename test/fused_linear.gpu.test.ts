@@ -13,6 +13,7 @@ import { worstError } from './helpers/ref_matmul.js';
 import { fusedLinearReference, type RefCase } from './helpers/ref_fused_linear.js';
 import { firstByteDifference } from './helpers/compare.js';
 import { Rng } from './helpers/random.js';
+import { toPairsRows } from './helpers/gate_up_pairs.js';
 
 const dev = 'cuda:0' as const;
 const U = 2 ** -24; // fp32 unit roundoff
@@ -186,6 +187,37 @@ describe.skipIf(!hasGpu)('fusedLinear on CUDA: vs float64, the CPU twin, and the
       { m: 1, n: 4096, k: 4096, dtype: 'float16', residual: true },
     ] as Spec[]) {
       check(JSON.stringify(s), makeProblem(new Rng(s.m + s.k), s));
+    }
+  }, 300_000);
+
+  // The model loads gate/up in pairs (weights.ts GATE_UP_LAYOUT): the fused kernel's R = 2 mapping
+  // then streams rows 2i and 2i + 1. Same weights reordered, same bits as the halves layout.
+  it('gateUpLayout pairs: the halves layout\'s bits (fused kernel, M = 1..8, and the unfused pairs ops)', () => {
+    for (const [n, k] of [[1792, 512], [300, 264], [14336, 4096]] as [number, number][]) {
+      for (const m of n === 14336 ? [1] : [1, 2, 3, 4, 5, 6, 7, 8]) {
+        const s: Spec = { m, n, k, dtype: 'bfloat16', norm: true, normF32: true, swiglu: true, bias: true, residual: true };
+        const p = makeProblem(new Rng(n + k + m), s);
+        const g = on(p, dev);
+        const wPairs = Tensor.fromArray(toPairsRows(p.w.toFloat32Array() as Float32Array, n, k), [2 * n, k], { dtype: 'bfloat16' }).to(dev);
+        const bPairs = Tensor.fromArray(toPairsRows(p.bias!.toFloat32Array() as Float32Array, n, 1), [2 * n], { dtype: 'bfloat16' }).to(dev);
+        const want = runFused(g, p);
+        const h = g.residual!.clone();
+        const got = fusedLinear(g.x, wPairs, { ...options(g, p), bias: bPairs, residual: h, out: h, gateUpLayout: 'pairs' });
+        const tag = `n=${n} k=${k} m=${m}`;
+        expect(firstByteDifference(bytes(got), bytes(want)), `${tag} fused`).toBe(-1);
+        // the fused kernel took the call (decode shapes), so this compared the pairs mapping itself
+        const probe = Tensor.empty([m, n], 'bfloat16', dev);
+        const took = native().fusedGemv(
+          g.x.storage, wPairs.storage, probe.storage, bPairs.storage, g.normW!.storage, null, g.x.dtypeCode, DTYPE_CODE.bfloat16,
+          DTYPE_CODE.bfloat16, DTYPE_CODE.float32, m, 2 * n, k, p.opts.eps, true, false, true,
+        );
+        expect(took, tag).toBe(true);
+        if (exactVsUnfused) {
+          const y = rmsnorm(g.x, g.normW!, p.opts.eps).y;
+          const composed = add(g.residual!, swigluFused(linear(y, wPairs, bPairs), 'pairs'));
+          expect(firstByteDifference(bytes(composed), bytes(want)), `${tag} unfused pairs ops`).toBe(-1);
+        }
+      }
     }
   }, 300_000);
 

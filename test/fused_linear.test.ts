@@ -10,6 +10,7 @@ import { worstError } from './helpers/ref_matmul.js';
 import { fusedLinearReference, type RefCase } from './helpers/ref_fused_linear.js';
 import { firstByteDifference } from './helpers/compare.js';
 import { Rng } from './helpers/random.js';
+import { toPairsRows } from './helpers/gate_up_pairs.js';
 
 const U = 2 ** -24; // fp32 unit roundoff
 
@@ -207,5 +208,32 @@ describe('fusedLinear argument errors', () => {
     expect(() => fusedLinear(xs, sq, { residual: xs, out: xs })).toThrow(/fusedGemv: out overlaps x/);
     const big = Tensor.zeros([3, 8], 'bfloat16');
     expect(() => fusedLinear(xs, sq, { residual: big.rows(0, 2), out: big.rows(1, 3) })).toThrow(/fusedGemv: out partly overlaps residual/);
+  });
+});
+
+describe('fusedLinear gateUpLayout pairs on the CPU', () => {
+  for (const dtype of ['bfloat16', 'float32'] as DType[]) {
+    it(`${dtype}: weight and bias rows in pairs give the halves layout's bits`, () => {
+      const f = FUSIONS.find((x) => x.name === 'norm (f32 weight) + bias + swiglu + residual')!;
+      for (const [m, n, k] of [[1, 37, 45], [5, 20, 64], [9, 33, 130]] as [number, number, number][]) {
+        const rng = new Rng(m * 3 + n * 5 + k);
+        const p = problem(rng, f, dtype, m, n, k);
+        const wPairs = Tensor.fromArray(toPairsRows(p.w.v, n, k), [2 * n, k], { dtype });
+        const bPairs = Tensor.fromArray(toPairsRows(p.opts.bias!.toFloat32Array() as Float32Array, n, 1), [2 * n], { dtype });
+        const want = fusedLinear(p.x.t, p.w.t, { ...p.opts, residual: p.residual!.t });
+        const got = fusedLinear(p.x.t, wPairs, { ...p.opts, bias: bPairs, residual: p.residual!.t, gateUpLayout: 'pairs' });
+        expect(firstByteDifference(bytes(got), bytes(want)), `m=${m} n=${n} k=${k}`).toBe(-1);
+        // the composition of the unfused ops with the pairs layout, too
+        const y = rmsnorm(p.x.t, p.opts.norm!.weight, p.opts.norm!.eps).y;
+        const composedPairs = add(p.residual!.t, swigluFused(linear(y, wPairs, bPairs), 'pairs'));
+        expect(firstByteDifference(bytes(composedPairs), bytes(want)), `composed m=${m}`).toBe(-1);
+      }
+    });
+  }
+
+  it('rejects an unknown layout', () => {
+    const x = Tensor.zeros([1, 8]);
+    const w = Tensor.zeros([4, 8]);
+    expect(() => fusedLinear(x, w, { swiglu: true, gateUpLayout: 'rows' as never })).toThrow(/fusedLinear: gateUpLayout must be 'halves' or 'pairs', got rows/);
   });
 });

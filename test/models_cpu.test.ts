@@ -18,7 +18,8 @@ import { openCheckpoint } from '../src/models/hf/safetensors.js';
 import { ropeInvFreq } from '../src/runtime/ops/rope_params.js';
 import { runtimeRope } from '../src/models/dense.js';
 import { tidy } from '../src/runtime/scope.js';
-import type { Tensor } from '../src/runtime/tensor.js';
+import { Tensor as TensorClass, type Tensor } from '../src/runtime/tensor.js';
+import type { DenseCausalLM } from '../src/models/dense.js';
 import { relError } from './helpers/compare.js';
 import { Rng } from './helpers/random.js';
 
@@ -472,7 +473,8 @@ describe('random weights on the device and presets (what the benchmarks build)',
       const bf16 = V * H + L * (H * (q + 2 * kv) + (q + 2 * kv) + H * q + H + 3 * H * I);
       const f32 = L * (2 * H + 2 * 32) + H;
       expect(m.weightBytes()).toBe(2 * bf16 + 4 * f32);
-      expect(m.decodeWeightBytes()).toBe(m.weightBytes());
+      // Random norms are 1, exact in bf16: decode reads bf16 copies of the 2 L + 1 prologue norms.
+      expect(m.decodeWeightBytes()).toBe(m.weightBytes() - (4 - 2) * (2 * L + 1) * H);
       const cache = m.createKvCache({ numBlocks: 4, blockSize: 4 });
       try {
         const s = cache.newSequence();
@@ -493,6 +495,67 @@ describe('random weights on the device and presets (what the benchmarks build)',
       }
     } finally {
       m.dispose();
+    }
+  });
+});
+
+describe('bfloat16 copies of the prologue norms (decodeNorms)', () => {
+  /** randomSource, but every norm weight holds varied values: exact in bf16, or each off by 2^-12. */
+  const normsSource = (exact: boolean) => {
+    const base = randomSource({ seed: 6 });
+    return {
+      ...base,
+      loadInto(name: string, into: Tensor) {
+        if (!/norm\.weight$/.test(name)) return base.loadInto(name, into);
+        const v = Float32Array.from({ length: into.numel }, (_, i) => 0.5 + (i % 97) / 64 + (exact ? 0 : 2 ** -12));
+        const t = TensorClass.fromArray(v, into.shape, { dtype: into.dtype, device: into.device });
+        into.copy_(t);
+        t.dispose();
+      },
+    };
+  };
+  const cfg = parseModelConfig({ ...QWEN3_SW }, '<test>');
+  const decodeLogits = (m: CausalLM): Float32Array[] => {
+    const cache = m.createKvCache({ numBlocks: 8, blockSize: 4 });
+    try {
+      const s = cache.newSequence();
+      return tidy(() => {
+        prefill(m, [{ ids: [3, 1, 4, 1, 5], seq: s }], { cache });
+        return [9, 2, 6].map((t) => Float32Array.from(decodeStep(m, cache, [s], [[t]]).logits!.toArray() as Float32Array));
+      });
+    } finally {
+      cache.dispose();
+    }
+  };
+
+  it('are made when every value is exact and give the float32 norms\' logits bit for bit; absent otherwise', () => {
+    const src = normsSource(true);
+    const m = createCausalLM(cfg, src, { dtype: 'bfloat16' }) as DenseCausalLM;
+    try {
+      const dn = m.weights.decodeNorms!;
+      expect(dn).not.toBeNull();
+      expect(dn.input).toHaveLength(cfg.numHiddenLayers);
+      expect(dn.final.dtype).toBe('bfloat16');
+      expect(dn.post[1].toFloat32Array()).toEqual(m.weights.layers[1].postNorm.toFloat32Array());
+      const withCopies = decodeLogits(m);
+      m.weights.decodeNorms = null; // the decode prologues read the float32 norms
+      try {
+        expect(decodeLogits(m)).toEqual(withCopies);
+      } finally {
+        m.weights.decodeNorms = dn;
+      }
+    } finally {
+      m.dispose();
+      src.dispose();
+    }
+    const inexact = normsSource(false);
+    const m2 = createCausalLM(cfg, inexact, { dtype: 'bfloat16' }) as DenseCausalLM;
+    try {
+      expect(m2.weights.decodeNorms).toBeNull();
+      expect(m2.decodeWeightBytes()).toBe(m2.weightBytes() - m2.weights.embed.byteLength);
+    } finally {
+      m2.dispose();
+      inexact.dispose();
     }
   });
 });

@@ -45,16 +45,24 @@ struct SwigluBatch {
 };
 
 // Loads the batch whose first pack is p (row r, pack column c; both advanced past the batch).
-template <typename T, int N, int P>
+// kPairs (SwigluPairsCuda): output pack c comes from the 2N elements at column 2 c N of gate, pairs
+// (gate, up): g takes the first N of them and u the next N (see PairGate / PairUp).
+template <typename T, int N, int P, bool kPairs = false>
 __device__ __forceinline__ void LoadSwigluBatch(const T* __restrict__ gate, const T* __restrict__ up, int64_t in_stride, int64_t inter,
                                                 int64_t per_row, int64_t total, int64_t p, int64_t stride, int64_t step_r, int64_t step_c,
                                                 int64_t& r, int64_t& c, SwigluBatch<T, N, P>& b) {
 #pragma unroll
   for (int i = 0; i < P; ++i) {
     if (p + i * stride < total) {
-      const int64_t in = r * in_stride + c * N;
-      b.g[i] = *reinterpret_cast<const ew::Pack<T, N>*>(gate + in);
-      b.u[i] = *reinterpret_cast<const ew::Pack<T, N>*>(up + in);
+      if constexpr (kPairs) {
+        const int64_t in = r * in_stride + 2 * c * N;
+        b.g[i] = *reinterpret_cast<const ew::Pack<T, N>*>(gate + in);
+        b.u[i] = *reinterpret_cast<const ew::Pack<T, N>*>(gate + in + N);
+      } else {
+        const int64_t in = r * in_stride + c * N;
+        b.g[i] = *reinterpret_cast<const ew::Pack<T, N>*>(gate + in);
+        b.u[i] = *reinterpret_cast<const ew::Pack<T, N>*>(up + in);
+      }
       b.out_off[i] = r * inter + c * N;
     } else {
       b.out_off[i] = -1;
@@ -68,7 +76,13 @@ __device__ __forceinline__ void LoadSwigluBatch(const T* __restrict__ gate, cons
   }
 }
 
-template <typename T, int N, int P, int B>
+// Element j of the 2N loaded in pairs mode: the first N from g, the rest from u.
+template <typename T, int N>
+__device__ __forceinline__ float PairElem(const ew::Pack<T, N>& g, const ew::Pack<T, N>& u, int j) {
+  return j < N ? ew::ToF(g.v[j]) : ew::ToF(u.v[j - N]);
+}
+
+template <typename T, int N, int P, int B, bool kPairs = false>
 __global__ void __launch_bounds__(kThreads, B)
     SwigluKernel(const T* __restrict__ gate, const T* __restrict__ up, int64_t in_stride, T* __restrict__ out, int64_t rows, int64_t inter) {
   const int64_t per_row = inter / N;
@@ -78,17 +92,20 @@ __global__ void __launch_bounds__(kThreads, B)
   int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   int64_t r = p / per_row, c = p - r * per_row;
   SwigluBatch<T, N, P> cur;
-  if (p < total) LoadSwigluBatch<T, N, P>(gate, up, in_stride, inter, per_row, total, p, stride, step_r, step_c, r, c, cur);
+  if (p < total) LoadSwigluBatch<T, N, P, kPairs>(gate, up, in_stride, inter, per_row, total, p, stride, step_r, step_c, r, c, cur);
   for (; p < total; p += P * stride) {
     SwigluBatch<T, N, P> next;
     const int64_t pn = p + P * stride;
-    if (pn < total) LoadSwigluBatch<T, N, P>(gate, up, in_stride, inter, per_row, total, pn, stride, step_r, step_c, r, c, next);
+    if (pn < total) LoadSwigluBatch<T, N, P, kPairs>(gate, up, in_stride, inter, per_row, total, pn, stride, step_r, step_c, r, c, next);
 #pragma unroll
     for (int i = 0; i < P; ++i) {
       if (cur.out_off[i] >= 0) {
         float o[N];
 #pragma unroll
-        for (int k = 0; k < N; ++k) o[k] = act::Swiglu(ew::ToF(cur.g[i].v[k]), ew::ToF(cur.u[i].v[k]));
+        for (int k = 0; k < N; ++k) {
+          if constexpr (kPairs) o[k] = act::Swiglu(PairElem<T, N>(cur.g[i], cur.u[i], 2 * k), PairElem<T, N>(cur.g[i], cur.u[i], 2 * k + 1));
+          else o[k] = act::Swiglu(ew::ToF(cur.g[i].v[k]), ew::ToF(cur.u[i].v[k]));
+        }
         ew::StoreF<T, N>(out + cur.out_off[i], o);
       }
     }
@@ -115,10 +132,10 @@ __global__ void SwigluBackwardKernel(const T* __restrict__ dout, const T* __rest
   }
 }
 
-template <typename T, int N, int P, int B>
+template <typename T, int N, int P, int B, bool kPairs>
 void LaunchSwigluWith(const T* g, const T* u, int64_t in_stride, T* o, int64_t rows, int64_t inter, cudaStream_t stream) {
   const unsigned grid = ew::GridFor(rows * (inter / N), static_cast<int64_t>(kThreads) * P, B);
-  SwigluKernel<T, N, P, B><<<grid, kThreads, 0, stream>>>(g, u, in_stride, o, rows, inter);
+  SwigluKernel<T, N, P, B, kPairs><<<grid, kThreads, 0, stream>>>(g, u, in_stride, o, rows, inter);
 }
 
 // Index into kSwigluFwdConfigs: 0, or the pair AERIE_SWIGLU_FWD names.
@@ -135,14 +152,14 @@ int SwigluFwdConfigIndex() {
   return index;
 }
 
-template <typename T, int N>
+template <typename T, int N, bool kPairs = false>
 void LaunchSwiglu(const T* g, const T* u, int64_t in_stride, T* o, int64_t rows, int64_t inter, cudaStream_t stream) {
   switch (SwigluFwdConfigIndex()) {
-    case 1: LaunchSwigluWith<T, N, 1, 4>(g, u, in_stride, o, rows, inter, stream); break;
-    case 2: LaunchSwigluWith<T, N, 1, 5>(g, u, in_stride, o, rows, inter, stream); break;
-    case 3: LaunchSwigluWith<T, N, 2, 2>(g, u, in_stride, o, rows, inter, stream); break;
-    case 4: LaunchSwigluWith<T, N, 4, 2>(g, u, in_stride, o, rows, inter, stream); break;
-    default: LaunchSwigluWith<T, N, 2, 3>(g, u, in_stride, o, rows, inter, stream); break;
+    case 1: LaunchSwigluWith<T, N, 1, 4, kPairs>(g, u, in_stride, o, rows, inter, stream); break;
+    case 2: LaunchSwigluWith<T, N, 1, 5, kPairs>(g, u, in_stride, o, rows, inter, stream); break;
+    case 3: LaunchSwigluWith<T, N, 2, 2, kPairs>(g, u, in_stride, o, rows, inter, stream); break;
+    case 4: LaunchSwigluWith<T, N, 4, 2, kPairs>(g, u, in_stride, o, rows, inter, stream); break;
+    default: LaunchSwigluWith<T, N, 2, 3, kPairs>(g, u, in_stride, o, rows, inter, stream); break;
   }
 }
 
@@ -172,6 +189,20 @@ void SwigluCuda(const void* gate, const void* up, int64_t in_stride, void* out, 
     T* o = static_cast<T*>(out);
     if (PackFits(V, {inter, in_stride}, {gate, up, out})) LaunchSwiglu<T, V>(g, u, in_stride, o, rows, inter, stream);
     else LaunchSwiglu<T, 1>(g, u, in_stride, o, rows, inter, stream);
+  });
+}
+
+void SwigluPairsCuda(const void* gate_up, int64_t in_stride, void* out, DType type, int64_t rows, int64_t inter,
+                     cudaStream_t stream) {
+  CheckArgs("swiglu", type, 2 * inter, in_stride, 2 * inter);
+  if (rows == 0 || inter == 0) return;
+  AERIE_DISPATCH_FLOAT(type, T, "swiglu", {
+    constexpr int V = ew::Vec16<T>();
+    const T* gu = static_cast<const T*>(gate_up);
+    T* o = static_cast<T*>(out);
+    // A pack of V outputs reads 2V inputs as two 16-byte packs: 2 inter and in_stride in whole packs.
+    if (PackFits(V, {inter, in_stride}, {gate_up, out})) LaunchSwiglu<T, V, true>(gu, gu, in_stride, o, rows, inter, stream);
+    else LaunchSwiglu<T, 1, true>(gu, gu, in_stride, o, rows, inter, stream);
   });
 }
 

@@ -19,6 +19,16 @@ void SwigluCpu(const void* gate,  // (rows, in_stride): columns [0, inter) used
 void SwigluCuda(const void* gate, const void* up, int64_t in_stride, void* out, DType type, int64_t rows, int64_t inter,
                 cudaStream_t stream);
 
+// The same for gate and up interleaved by pairs: gate_up (rows, in_stride) holds gate c at column 2c
+// and up c at 2c + 1 (columns [0, 2 inter) used), as a GEMM against weight rows stacked
+// gate 0, up 0, gate 1, up 1, ... gives them. Forward only.
+void SwigluPairsCpu(const void* gate_up,  // (rows, in_stride)
+                    int64_t in_stride,
+                    void* out,  // (rows, inter)
+                    DType type, int64_t rows, int64_t inter);
+void SwigluPairsCuda(const void* gate_up, int64_t in_stride, void* out, DType type, int64_t rows, int64_t inter,
+                     cudaStream_t stream);
+
 // dgate = dout * up * silu'(gate), dup = dout * silu(gate), with silu'(g) = s * (1 + g * (1 - s)),
 // s = sigmoid(g).
 void SwigluBackwardCpu(const void* dout,  // (rows, inter)

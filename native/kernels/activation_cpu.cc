@@ -22,6 +22,7 @@ struct FwdArgs {
   const void* gate;
   const void* up;
   int64_t in_stride;
+  int64_t col_stride;  // elements from one column of gate (or up) to the next: 1, or 2 for pairs
   void* out;
   DType type;
   int64_t inter;
@@ -45,7 +46,8 @@ struct BwdArgs {
 // (activation_math.h), so the FMA clone's contraction changes nothing.
 __attribute__((always_inline)) inline void FwdRowImpl(const FwdArgs& a, int64_t r) {
   for (int64_t c = 0; c < a.inter; ++c) {
-    const float g = LoadF(a.gate, r * a.in_stride + c, a.type), u = LoadF(a.up, r * a.in_stride + c, a.type);
+    const int64_t at = r * a.in_stride + c * a.col_stride;
+    const float g = LoadF(a.gate, at, a.type), u = LoadF(a.up, at, a.type);
     StoreF(a.out, r * a.inter + c, a.type, act::Swiglu(g, u));
   }
 }
@@ -83,7 +85,16 @@ constexpr auto kBwdRow = BwdRowGeneric;
 
 void SwigluCpu(const void* gate, const void* up, int64_t in_stride, void* out, DType type, int64_t rows, int64_t inter) {
   CheckArgs("swiglu", type, inter, in_stride, inter);
-  const FwdArgs a{gate, up, in_stride, out, type, inter};
+  const FwdArgs a{gate, up, in_stride, 1, out, type, inter};
+  ParallelFor(rows, RowGrain(inter), [&](int64_t rb, int64_t re) {
+    for (int64_t r = rb; r < re; ++r) kFwdRow(a, r);
+  });
+}
+
+void SwigluPairsCpu(const void* gate_up, int64_t in_stride, void* out, DType type, int64_t rows, int64_t inter) {
+  CheckArgs("swiglu", type, 2 * inter, in_stride, 2 * inter);
+  const void* up = static_cast<const char*>(gate_up) + DTypeSize(type);  // column 1
+  const FwdArgs a{gate_up, up, in_stride, 2, out, type, inter};
   ParallelFor(rows, RowGrain(inter), [&](int64_t rb, int64_t re) {
     for (int64_t r = rb; r < re; ++r) kFwdRow(a, r);
   });

@@ -1,6 +1,7 @@
 // JavaScript glue of the activation family.
-//   swiglu(gate, up|null, out, dtype, rows, inter)
-//     up null: gate is the fused (rows, 2*inter) tensor [gate | up].
+//   swiglu(gate, up|null, out, dtype, rows, inter[, pairs])
+//     up null: gate is the fused (rows, 2*inter) tensor [gate | up], or with pairs true
+//     [gate 0, up 0, gate 1, up 1, ...] (SwigluPairs*).
 //   swigluBackward(dout, gate, up|null, dgate, dup|null, dtype, rows, inter)
 //     up null: fused input as above; dup null: dgate is the fused (rows, 2*inter) gradient.
 #include <string>
@@ -26,10 +27,17 @@ Napi::Value Swiglu(const Napi::CallbackInfo& info) {
   RequireFloat(op, t);
   int device = RequireSameDevice(op, {{"gate", gate}, {"up", up}, {"out", out}});
   const bool fused = !up.data;
+  const bool pairs = info.Length() > 6 && ArgBool(info, 6, "pairs");
+  if (pairs && !fused) throw std::invalid_argument(std::string(op) + ": pairs takes one fused gateUp tensor (up must be null)");
   const size_t in_stride = fused ? 2 * inter : inter;
   RequireElems(op, fused ? "gateUp" : "gate", gate, rows * in_stride, t);
   if (!fused) RequireElems(op, "up", up, rows * inter, t);
   RequireElems(op, "out", out, rows * inter, t);
+  if (pairs) {
+    if (device < 0) SwigluPairsCpu(gate.data, in_stride, out.data, t, rows, inter);
+    else AERIE_CUDA_CALL(op, device, SwigluPairsCuda(gate.data, in_stride, out.data, t, rows, inter, CurrentStream(device)));
+    return info.Env().Undefined();
+  }
   const void* up_ptr = fused ? SecondHalf(gate, inter, t) : up.data;
   if (device < 0) SwigluCpu(gate.data, up_ptr, in_stride, out.data, t, rows, inter);
   else AERIE_CUDA_CALL(op, device, SwigluCuda(gate.data, up_ptr, in_stride, out.data, t, rows, inter, CurrentStream(device)));

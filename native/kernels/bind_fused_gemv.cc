@@ -1,6 +1,6 @@
 // JavaScript glue of the fused_gemv family.
 //   fusedGemv(x, w, out, bias|null, normW|null, residual|null, xDType, outDType, biasDType, normWDType,
-//             m, nW, k, eps, swiglu[, prefetchL2]) -> boolean
+//             m, nW, k, eps, swiglu[, prefetchL2[, swigluPairs]]) -> boolean
 // true: done (always on the CPU); false: CUDA's fused kernel does not cover the call and nothing ran
 // (the op then composes the unfused ops).
 #include <cstdint>
@@ -35,6 +35,7 @@ Napi::Value FusedGemv(const Napi::CallbackInfo& info) {
   p.eps = static_cast<float>(ArgDouble(info, 13, "eps"));
   p.swiglu = ArgBool(info, 14, "swiglu");
   p.prefetch_l2 = info.Length() > 15 && ArgBool(info, 15, "prefetchL2");
+  p.swiglu_pairs = info.Length() > 16 && ArgBool(info, 16, "swigluPairs");
   p.bias = bias.data;
   p.norm_w = norm_w.data;
   p.residual = residual.data;

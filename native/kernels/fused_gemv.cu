@@ -4,7 +4,8 @@
  *
  * Memory-bound: every byte of W is read once, so the kernel is built around streaming W.
  *   - One warp per output column: column n (W row n), or for swiglu the pair (gate row i, up row
- *     I + i), both rows streamed together. 8 warps (columns) per block, one block per 8 columns.
+ *     I + i; rows 2i and 2i + 1 with swiglu_pairs, one contiguous run), both rows streamed
+ *     together. 8 warps (columns) per block, one block per 8 columns.
  *   - A lane reads chunks lane, lane + 32, ... (16 bytes = 8 elements each) of its row(s) with
  *     ld.global.nc.L1::no_allocate in groups of U chunks per row, double-buffered: the next group's
  *     loads are issued before the current group's math (as GemvKernel), so every wait covers a whole
@@ -20,7 +21,9 @@
  *     blocks per SM took 51 us for the 4096 x 14336 down projection, this 30 us; with 4 chunks a row
  *     per group at 3 blocks the gate/up pairs ran no faster.
  *   - Norm prologue: each block normalises the M rows of x itself (a few KiB, from L2) into shared
- *     memory, rounded to x's dtype, then the dot products read y from there.
+ *     memory, rounded to x's dtype, then the dot products read y from there. The sum of squares
+ *     stores x there too, so x is read from L2 once; a norm_w of x's dtype (decode's bf16 copies,
+ *     weights.ts decodeNorms) is half the bytes of f32 and both its rounds are requested together.
  *
  * Same bits as the unfused ops on CUDA (rmsnorm -> linear -> swigluFused -> add):
  *   - The dot products: each lane accumulates its chunks in increasing order, 8 FMAs per chunk in
@@ -143,6 +146,8 @@ __device__ __forceinline__ void NormPrologue(const uint4* x,      // (M, k8) pac
 #pragma unroll 1
       for (; v + width < k8; v += 2 * width) {
         const uint4 p0 = x[r * k8 + v], p1 = x[r * k8 + v + width];
+        ys[r * k8 + v] = p0;  // the second pass reads x from here
+        ys[r * k8 + v + width] = p1;
         float h[8];
         Unpack8<T>(p0, h);
 #pragma unroll
@@ -152,8 +157,10 @@ __device__ __forceinline__ void NormPrologue(const uint4* x,      // (M, k8) pac
         for (int e = 0; e < 8; ++e) ss = __fmaf_rn(h[e], h[e], ss);
       }
       if (v < k8) {
+        const uint4 p0 = x[r * k8 + v];
+        ys[r * k8 + v] = p0;
         float h[8];
-        Unpack8<T>(x[r * k8 + v], h);
+        Unpack8<T>(p0, h);
 #pragma unroll
         for (int e = 0; e < 8; ++e) ss = __fmaf_rn(h[e], h[e], ss);
       }
@@ -176,18 +183,39 @@ __device__ __forceinline__ void NormPrologue(const uint4* x,      // (M, k8) pac
     rstd[r] = __frcp_rn(__fsqrt_rn(__fadd_rn(__fdiv_rn(s, static_cast<float>(8 * k8)), eps)));
   }
   __syncthreads();
+  // A norm_w of x's dtype (half the bytes of f32): both rounds' packs requested before either is used,
+  // one trip to L2 for both (with f32 the 16 more registers spill while the weight groups are live).
+  if (!w_f32) {
 #pragma unroll 1
-  for (int q = threadIdx.x; q < M * k8; q += blockDim.x) {
+    for (int q0 = threadIdx.x; q0 < M * k8; q0 += 2 * blockDim.x) {
+      const int q1 = q0 + blockDim.x;
+      const bool two = q1 < M * k8;
+      const uint4 p0 = static_cast<const uint4*>(norm_w)[q0 % k8];
+      const uint4 p1 = static_cast<const uint4*>(norm_w)[two ? q1 % k8 : 0];
+      auto finish = [&](int q, const uint4& wp) {
+        float h[8], wv[8];
+        Unpack8<T>(ys[q], h);  // x, stored by the first pass
+        Unpack8<T>(wp, wv);
+        const float rs = rstd[q / k8];
+        float o[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) o[e] = __fmul_rn(__fmul_rn(h[e], rs), wv[e]);
+        ys[q] = make_uint4(Pack2<T>(o[0], o[1]), Pack2<T>(o[2], o[3]), Pack2<T>(o[4], o[5]), Pack2<T>(o[6], o[7]));
+      };
+      finish(q0, p0);
+      if (two) finish(q1, p1);
+    }
+    __syncthreads();
+    return;
+  }
+#pragma unroll 1
+  for (int q = threadIdx.x; q < M * k8; q += blockDim.x) {  // f32 norm_w, one round at a time
     const int r = q / k8, v = q - r * k8;
     float h[8], wv[8];
-    Unpack8<T>(x[q], h);
-    if (w_f32) {
-      const float4* wp = static_cast<const float4*>(norm_w) + 2 * v;
-      const float4 a = wp[0], b = wp[1];
-      wv[0] = a.x; wv[1] = a.y; wv[2] = a.z; wv[3] = a.w; wv[4] = b.x; wv[5] = b.y; wv[6] = b.z; wv[7] = b.w;
-    } else {
-      Unpack8<T>(static_cast<const uint4*>(norm_w)[v], wv);
-    }
+    Unpack8<T>(ys[q], h);  // x, stored by the first pass (every pack of every row exactly once)
+    const float4* wp = static_cast<const float4*>(norm_w) + 2 * v;
+    const float4 a = wp[0], b = wp[1];
+    wv[0] = a.x; wv[1] = a.y; wv[2] = a.z; wv[3] = a.w; wv[4] = b.x; wv[5] = b.y; wv[6] = b.z; wv[7] = b.w;
     const float rs = rstd[r];
     float o[8];
 #pragma unroll
@@ -229,7 +257,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks<M>())
                     void* out, const void* residual, DType out_type,
                     const void* bias, DType bias_type,  // (R * units,) or null
                     const void* norm_w, bool norm_w_f32, float eps, int norm_width, bool norm_block,
-                    int64_t units, int k8, RotaryParams rot, bool prefetch_l2) {
+                    int64_t units, int k8, RotaryParams rot, bool prefetch_l2, bool swiglu_pairs) {
   extern __shared__ uint4 ys[];  // kNorm: (M, k8) normalised rows
   // 16-byte chunks of each W row per group and lane. 4 chunks a row for the gate/up pairs at 3 blocks
   // per SM measured the same as 2 at 4 blocks (H200, 2026-11-28).
@@ -238,6 +266,12 @@ __global__ void __launch_bounds__(kThreads, MinBlocks<M>())
   const int64_t unit = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   const bool active = unit < units;  // whole warps
   int64_t first_row = active ? unit : 0, row_step = units;  // W rows first_row + q * row_step
+  if constexpr (R == 2 && !kRotary) {
+    if (swiglu_pairs) {  // gate i and up i adjacent: one contiguous run of 2 rows
+      first_row = 2 * first_row;
+      row_step = 1;
+    }
+  }
   if constexpr (kRotary) {
     const int64_t h = first_row / rot.half;
     first_row = h * rot.head_dim + (first_row - h * rot.half);
@@ -401,10 +435,10 @@ __global__ void __launch_bounds__(kThreads, MinBlocks<M>())
     if (lane == r) {
       const int64_t oi = r * units + unit;
       float o = acc[0][r];
-      if (bias) o = __fadd_rn(o, LoadAny(bias, unit, bias_type));
+      if (bias) o = __fadd_rn(o, LoadAny(bias, first_row, bias_type));
       if constexpr (R == 2) {
         float up = acc[1][r];
-        if (bias) up = __fadd_rn(up, LoadAny(bias, units + unit, bias_type));
+        if (bias) up = __fadd_rn(up, LoadAny(bias, first_row + row_step, bias_type));
         o = act::Swiglu(RoundTo(o, out_type), RoundTo(up, out_type));
       }
       if (residual) o = __fadd_rn(LoadAny(residual, oi, out_type), RoundTo(o, out_type));
@@ -474,7 +508,7 @@ void Launch(const FusedGemvArgs& p, int dev, size_t smem_limit, cudaStream_t str
   const unsigned blocks = static_cast<unsigned>((units + kWarps - 1) / kWarps);
   LaunchPdl(kernel, dim3(blocks), dim3(kThreads), smem, stream, static_cast<const T*>(p.x), static_cast<const T*>(p.w), p.out,
             p.residual, p.out_type, p.bias, p.bias_type, p.norm_w, p.norm_w_type == DType::F32, p.eps, plan.width, plan.block,
-            units, k8, rot, p.prefetch_l2);
+            units, k8, rot, p.prefetch_l2, p.swiglu_pairs);
 }
 
 template <typename T, int M>

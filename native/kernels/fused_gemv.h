@@ -1,7 +1,8 @@
 // Few-rows linear layer with its neighbours fused in, for decode: out = f(x) @ W^T, where
 //   y   = rmsnorm(x, norm_w, eps) (optional prologue; else y = x), rounded to x's dtype as rmsnorm does;
 //   acc = y @ W^T + bias in fp32; a = acc rounded to out_type (no rounding for an f32 output);
-//   swiglu (optional): W holds 2I rows, gate rows [0, I) then up rows [I, 2I); o = silu(a_gate) * a_up
+//   swiglu (optional): W holds 2I rows, gate rows [0, I) then up rows [I, 2I) (swiglu_pairs: gate i
+//     at row 2i, up i at 2i + 1); o = silu(a_gate) * a_up
 //     (activation_math.h), rounded to out_type; output width I; else o = a, output width N_w;
 //   residual (optional, out_type): out = round(residual + o), else out = o.
 // Every rounding point is one of the unfused ops' (rmsnorm -> linear -> swigluFused -> add), so the
@@ -45,6 +46,8 @@ struct FusedGemvArgs {
   int64_t m = 0, n_w = 0, k = 0;
   float eps = 0.f;
   bool swiglu = false;
+  // With swiglu: gate row i and up row i at rows 2i and 2i + 1 (else at i and I + i); bias likewise.
+  bool swiglu_pairs = false;
   // CUDA hint, no effect on the result: before its PDL wait each warp also asks L2 for the rest of
   // its weight rows (past the part it loads into registers), so a projection launched behind kernels
   // that leave memory idle -- decode's o projection behind attention -- streams during them.

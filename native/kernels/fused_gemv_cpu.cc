@@ -34,10 +34,11 @@ void FusedGemvValidate(const FusedGemvArgs& p) {
   if (p.m < 0 || p.n_w < 0 || p.k < 0) throw std::invalid_argument(op + ": sizes must be non-negative");
   if (!IsFloating(p.x_type) || !IsFloating(p.out_type) || (p.bias && !IsFloating(p.bias_type)))
     throw std::invalid_argument(op + ": x/w, out and bias must have floating dtypes");
+  if (p.swiglu_pairs && !p.swiglu) throw std::invalid_argument(op + ": swiglu_pairs is a layout of swiglu's rows; set swiglu too");
   if (p.swiglu && p.n_w % 2 != 0)
     throw std::invalid_argument(op + ": swiglu needs an even number of weight rows (gate | up), got " + std::to_string(p.n_w));
   if (const FusedGemvRotary* r = p.rotary) {
-    if (p.swiglu || p.residual) throw std::invalid_argument(op + ": the rotary epilogue takes no swiglu and no residual");
+    if (p.swiglu || p.swiglu_pairs || p.residual) throw std::invalid_argument(op + ": the rotary epilogue takes no swiglu and no residual");
     if (p.out_type != p.x_type) throw std::invalid_argument(op + ": the rotary epilogue writes x's dtype");
     if (r->heads <= 0 || r->kv_heads <= 0 || r->head_dim <= 0 || r->head_dim % 2 != 0)
       throw std::invalid_argument(op + ": the rotary epilogue needs heads, kv_heads > 0 and an even head_dim > 0");
@@ -126,7 +127,10 @@ void FusedGemvCpu(const FusedGemvArgs& p) {
       const int64_t r = i / n_out, c = i - r * n_out;
       const float* row = acc.data() + r * p.n_w;
       float o = row[c];
-      if (p.swiglu) o = act::Swiglu(RoundTo(row[c], p.out_type), RoundTo(row[n_out + c], p.out_type));
+      if (p.swiglu) {
+        const float gate = p.swiglu_pairs ? row[2 * c] : row[c], up = p.swiglu_pairs ? row[2 * c + 1] : row[n_out + c];
+        o = act::Swiglu(RoundTo(gate, p.out_type), RoundTo(up, p.out_type));
+      }
       // add(residual, o): both operands as stored, one rounding.
       if (p.residual) o = LoadF(p.residual, static_cast<size_t>(i), p.out_type) + RoundTo(o, p.out_type);
       StoreF(p.out, static_cast<size_t>(i), p.out_type, o);

@@ -29,6 +29,7 @@ import type { ModelConfig } from './hf/config.js';
 import { PagedKvCache } from './kv_cache.js';
 import {
   type DecoderWeights,
+  GATE_UP_LAYOUT,
   type LayerWeights,
   type WeightSource,
   decodeWeightBytes,
@@ -219,7 +220,7 @@ export class DenseCausalLM implements CausalLM {
         const xIn = x;
         const sliding = cfg.layerTypes[l] === 'sliding_attention' && cfg.slidingWindow !== null;
         x = tidy(() => {
-          const q = fusedQkvRotaryCache(xIn, a.qkv, { norm: { weight: lw.inputNorm, eps }, bias: a.qkvBias ?? undefined }, inputs.positions, this.invFreq, {
+          const q = fusedQkvRotaryCache(xIn, a.qkv, { norm: { weight: w.decodeNorms?.input[l] ?? lw.inputNorm, eps }, bias: a.qkvBias ?? undefined }, inputs.positions, this.invFreq, {
             heads: nH,
             kvHeads: this.numKvHeads,
             headDim: hd,
@@ -238,7 +239,7 @@ export class DenseCausalLM implements CausalLM {
           // The o weight streams into L2 while attention leaves memory idle (prefetchL2).
           const h = fusedLinear(o.reshape([T, nH * hd]), a.o, { bias: a.oBias ?? undefined, residual: xIn, out: taps.includes(l) ? undefined : xIn, prefetchL2: true });
           o.dispose();
-          const act = fusedLinear(h, lw.gateUp, { norm: { weight: lw.postNorm, eps }, bias: lw.gateUpBias ?? undefined, swiglu: true });
+          const act = fusedLinear(h, lw.gateUp, { norm: { weight: w.decodeNorms?.post[l] ?? lw.postNorm, eps }, bias: lw.gateUpBias ?? undefined, swiglu: true, gateUpLayout: GATE_UP_LAYOUT });
           fusedLinear(act, lw.down, { bias: lw.downBias ?? undefined, residual: h, out: h });
           act.dispose();
           return h;
@@ -250,7 +251,7 @@ export class DenseCausalLM implements CausalLM {
       let logits: Tensor | null = null;
       if (rows !== undefined) {
         const picked = rows === 'all' ? x : embedding(x, rows);
-        logits = fusedLinear(picked, w.lmHead, { norm: { weight: w.norm, eps }, outDType: 'float32', out: inputs.logitsOut });
+        logits = fusedLinear(picked, w.lmHead, { norm: { weight: w.decodeNorms?.final ?? w.norm, eps }, outDType: 'float32', out: inputs.logitsOut });
       }
       return { logits, taps: tapped };
     });
@@ -343,7 +344,7 @@ export class DenseCausalLM implements CausalLM {
     // The big [T, 2I] and [T, I] temporaries are freed as soon as they are used (long prefills).
     const gateUp = linear(post.y, w.gateUp, w.gateUpBias ?? undefined);
     post.y.dispose();
-    const act = swigluFused(gateUp);
+    const act = swigluFused(gateUp, GATE_UP_LAYOUT);
     gateUp.dispose();
     if (gemmResidual) {
       // post.h is x itself (writable) or addRmsnorm's fresh h: accumulate the MLP output into it.

@@ -7,7 +7,8 @@ export interface FusedGemvNative {
    * else nW. x: (m, k) and w: (nW, k) of xDType; bias: (nW) or null; normW: (k) of normWDType (xDType
    * or float32, x float32/bfloat16 only) or null for no norm prologue; residual: (m, nOut) of outDType
    * or null, and may be out itself. The epilogue rounds to outDType where linear would, applies
-   * silu(gate) * up to the rounded halves [gate | up] with swiglu, then adds residual (one rounding).
+   * silu(gate) * up to the rounded halves [gate | up] with swiglu (with swigluPairs: to the rounded
+   * rows 2i and 2i + 1), then adds residual (one rounding).
    * Dtype arguments are DTYPE_CODE numbers. Returns true when done: always on the CPU; on CUDA false
    * means the fused kernel does not cover this call (dtype, m > 8, k % 8, alignment) and nothing ran.
    */
@@ -28,6 +29,7 @@ export interface FusedGemvNative {
     eps: number,
     swiglu: boolean,
     prefetchL2?: boolean,
+    swigluPairs?: boolean,
   ): boolean;
   /**
    * The stacked projection qkv = rmsnorm?(x) @ w^T + bias (w: ((heads + 2 kvHeads) headDim, k)) with

@@ -37,8 +37,15 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
   });
 }
 
-/** silu(gateUp[..., :I]) * gateUp[..., I:] for the fused gateUp [..., 2I]; returns [..., I]. */
-export function swigluFused(gateUp: Tensor): Tensor {
+/** How a fused gateUp [..., 2I] holds its halves: `halves` [gate | up], `pairs` gate 0, up 0, gate 1, up 1, ... */
+export type GateUpLayout = 'halves' | 'pairs';
+
+/**
+ * silu(gate) * up for the fused gateUp [..., 2I]; returns [..., I]. With layout `halves` (the default)
+ * gate = gateUp[..., :I] and up = gateUp[..., I:]; with `pairs` gate = gateUp[..., 0::2] and up =
+ * gateUp[..., 1::2] (what a GEMM against gate/up weight rows interleaved by pairs gives).
+ */
+export function swigluFused(gateUp: Tensor, layout: GateUpLayout = 'halves'): Tensor {
   const op = 'swigluFused';
   sameDevice(op, { gateUp });
   floating(op, 'gateUp', gateUp);
@@ -48,7 +55,7 @@ export function swigluFused(gateUp: Tensor): Tensor {
   const rows = two === 0 ? 0 : gateUp.numel / two;
   const out = Tensor.empty([...gateUp.shape.slice(0, -1), inter], gateUp.dtype, gateUp.device);
   return produce([out], () => {
-    native().swiglu(gateUp.storage, null, out.storage, gateUp.dtypeCode, rows, inter);
+    native().swiglu(gateUp.storage, null, out.storage, gateUp.dtypeCode, rows, inter, layout === 'pairs');
     return out;
   });
 }

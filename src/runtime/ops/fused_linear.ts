@@ -13,7 +13,7 @@ import { fail, floating, sameDevice, shapeIs } from '../check.js';
 import { DTYPE_CODE, type DType, isFloating } from '../dtype.js';
 import { Tensor } from '../tensor.js';
 import { add } from './elementwise.js';
-import { swigluFused } from './activation.js';
+import { type GateUpLayout, swigluFused } from './activation.js';
 import { linear } from './matmul.js';
 import { rmsnorm } from './norm.js';
 
@@ -22,8 +22,13 @@ export interface FusedLinearOptions {
   norm?: { weight: Tensor; eps: number };
   /** [N_w], added before any rounding, as linear's bias. */
   bias?: Tensor;
-  /** weight holds 2I rows, gate [0, I) then up [I, 2I): out = silu(gate) * up, [..., I]. */
+  /** weight holds 2I rows of gate and up (laid out as gateUpLayout says): out = silu(gate) * up, [..., I]. */
   swiglu?: boolean;
+  /**
+   * With swiglu: `halves` (default) gate rows [0, I) then up rows [I, 2I); `pairs` gate i at row 2i
+   * and up i at row 2i + 1 (a decode GEMV then streams each pair's rows as one 2K run).
+   */
+  gateUpLayout?: GateUpLayout;
   /** [..., N] of the output dtype, added last: out = residual + value (one rounding). May be `out`. */
   residual?: Tensor;
   /** Written and returned; [..., N] of the output dtype. May be `residual` (in place). */
@@ -46,6 +51,8 @@ export function fusedLinear(x: Tensor, weight: Tensor, opts: FusedLinearOptions 
   const op = 'fusedLinear';
   const { norm, bias, residual, out } = opts;
   const swiglu = opts.swiglu ?? false;
+  const layout = opts.gateUpLayout ?? 'halves';
+  if (layout !== 'halves' && layout !== 'pairs') fail(op, `gateUpLayout must be 'halves' or 'pairs', got ${String(layout)}`);
   sameDevice(op, { x, weight, bias, normWeight: norm?.weight, residual, out });
   floating(op, 'x', x);
   if (x.rank < 1) fail(op, `x is ${x.describe()}; expected [..., K]`);
@@ -89,7 +96,7 @@ export function fusedLinear(x: Tensor, weight: Tensor, opts: FusedLinearOptions 
     const done = native().fusedGemv(
       x.storage, weight.storage, o.storage, bias?.storage ?? null, norm?.weight.storage ?? null, residual?.storage ?? null,
       x.dtypeCode, DTYPE_CODE[outDType], DTYPE_CODE[bias?.dtype ?? 'float32'], DTYPE_CODE[norm?.weight.dtype ?? 'float32'],
-      m, nW, k, norm?.eps ?? 0, swiglu, opts.prefetchL2 ?? false,
+      m, nW, k, norm?.eps ?? 0, swiglu, opts.prefetchL2 ?? false, swiglu && layout === 'pairs',
     );
     if (!done) composeUnfused(x, weight, o, opts, outDType);
   } catch (e) {
@@ -116,7 +123,7 @@ function composeUnfused(x: Tensor, weight: Tensor, o: Tensor, opts: FusedLinearO
     let v = linear(y, weight, opts.bias, { outDType });
     temps.push(v);
     if (opts.swiglu) {
-      v = swigluFused(v);
+      v = swigluFused(v, opts.gateUpLayout ?? 'halves');
       temps.push(v);
     }
     if (opts.residual) add(opts.residual, v, o);
