@@ -18,7 +18,9 @@ rows = list(csv.reader(l for l in open(sys.argv[1]) if l.startswith('"')))
 head = rows[0]
 name_i, t_i = head.index('Kernel Name'), head.index('gpu__time_duration.sum')
 unit = rows[1][t_i]
-scale = {'nsecond': 1e-3, 'usecond': 1.0, 'msecond': 1e3}.get(unit, 1.0)
+scales = {'nsecond': 1e-3, 'ns': 1e-3, 'usecond': 1.0, 'us': 1.0, 'msecond': 1e3, 'ms': 1e3}
+if unit not in scales: sys.exit(f'profile_gpu.sh: unknown time unit {unit!r} in {sys.argv[1]}')
+scale = scales[unit]
 agg = collections.OrderedDict()
 for r in rows[2:]:
     name = r[name_i].split('(')[0][:90]
