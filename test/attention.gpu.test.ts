@@ -80,7 +80,7 @@ function compareCase(opts: {
   numKvHeads: number;
   dtype: 'float32' | 'bfloat16';
   m: MaskCase;
-  kernel: 'auto' | 'simt';
+  kernel: 'auto' | 'simt' | 'mma';
   tol: Tol;
   seed: number;
 }) {
@@ -128,9 +128,15 @@ describe.skipIf(!hasGpu)('attention on CUDA against the CPU twin', () => {
     const heads = hd === 64 ? { numHeads: 6, numKvHeads: 2 } : { numHeads: 4, numKvHeads: 1 };
     for (const m of MASKS) {
       const s = seed++;
-      it(`bf16 mma.sync, hd ${hd}, ${maskLabel(m)}`, () => {
+      // 'auto' is the wgmma forward on Hopper for hd 128 (attention_fwd_hopper.cu), 'mma' the mma.sync one.
+      it(`bf16 flash (auto), hd ${hd}, ${maskLabel(m)}`, () => {
         compareCase({ hd, ...heads, dtype: 'bfloat16', m, kernel: 'auto', tol: BF16_MMA, seed: s });
       });
+      if (hd === 128) {
+        it(`bf16 mma.sync, hd ${hd}, ${maskLabel(m)}`, () => {
+          compareCase({ hd, ...heads, dtype: 'bfloat16', m, kernel: 'mma', tol: BF16_MMA, seed: s });
+        });
+      }
       it(`bf16 SIMT, hd ${hd}, ${maskLabel(m)}`, () => {
         compareCase({ hd, ...heads, dtype: 'bfloat16', m, kernel: 'simt', tol: BF16_SIMT, seed: s });
       });
@@ -151,9 +157,9 @@ describe.skipIf(!hasGpu)('attention on CUDA against the CPU twin', () => {
   // The outputs must then agree to the last bit except for rare 1-ulp rounding ties, whereas one
   // missing or extra key moves some element of its row by >= 1/n of an integer-valued sum of n
   // keys: several % of the value, far above one ulp.
-  for (const hd of [64, 128]) {
+  for (const [hd, kernel] of [[64, 'auto'], [128, 'auto'], [128, 'mma']] as const) {
     for (const m of MASKS) {
-      it(`bf16 mma.sync forward mask is exact, hd ${hd}, ${maskLabel(m)}`, () => {
+      it(`bf16 flash forward (${kernel}) mask is exact, hd ${hd}, ${maskLabel(m)}`, () => {
         tidy(() => {
           const nH = 4;
           const nKV = 2;
@@ -168,7 +174,7 @@ describe.skipIf(!hasGpu)('attention on CUDA against the CPU twin', () => {
           const k = Tensor.fromArray(kv, [Tk, nKV, hd], { dtype: 'bfloat16' });
           const v = Tensor.fromArray(Float32Array.from(rng.int(Tk * nKV * hd, -4, 5)), [Tk, nKV, hd], { dtype: 'bfloat16' });
           const ref = attention(q, k, v, { cuSeqlens: Tensor.fromArray(cu, [cu.length]), ...m });
-          const got = attention(q.to(GPU), k.to(GPU), v.to(GPU), { cuSeqlens: Tensor.fromArray(cu, [cu.length], { device: GPU }), ...m });
+          const got = attention(q.to(GPU), k.to(GPU), v.to(GPU), { cuSeqlens: Tensor.fromArray(cu, [cu.length], { device: GPU }), ...m, kernel });
           const a = got.out.toArray() as Float32Array;
           const b = ref.out.toArray() as Float32Array;
           let worst = 0;

@@ -218,6 +218,8 @@ describe('attention arguments', () => {
     expect(() => attention(q, t([7, 2, 16]), t([7, 2, 16]), { cuSeqlens: cu(), mask: 'causal' })).toThrow(/mask 'causal' needs as many k\/v rows as q rows/);
     expect(() => attention(q, k, k, { cuSeqlens: cu(), mask: 'sliding' })).toThrow(/mask 'sliding' needs an integer window > 0/);
     expect(() => attention(q, k, k, { cuSeqlens: cu(), mask: 'causal', window: 3 })).toThrow(/window is only used by mask 'sliding'/);
+    const badKernel = { cuSeqlens: cu(), mask: 'causal', kernel: 'wgmma' } as unknown as AttentionOptions;
+    expect(() => attention(q, k, k, badKernel)).toThrow(/kernel must be 'auto', 'simt' or 'mma', got wgmma/);
     expect(() => attention(q, k, k, { cuSeqlens: cu(), mask: 'ttt', tttStep: 1 })).toThrow(/TTT step 1 needs k\/v with \(step \+ 1\) \* T = 16 rows/);
     expect(() => attention(q, k, k, { cuSeqlens: Tensor.fromArray(Int32Array.from([0, 5, 3, 8]), [4]), mask: 'causal' })).toThrow(/cuSeqlens must rise from 0 to T = 8/);
     expect(() => attention(q, k, k, { cuSeqlens: Tensor.fromArray(Int32Array.from([0, 7]), [2]), mask: 'causal' })).toThrow(/cuSeqlens must rise from 0 to T = 8/);

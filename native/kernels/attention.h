@@ -31,9 +31,11 @@ namespace aerie {
 
 enum class AttentionMask : int32_t { kCausal = 0, kSliding = 1, kTtt = 2 };
 
-// Which CUDA kernels run: kAuto picks the mma.sync flash kernels for bf16 with hd 64 or 128 and the
-// plain fp32 SIMT kernels otherwise; kSimt forces the SIMT kernels (the reference path, for tests).
-enum class AttentionImpl : int32_t { kAuto = 0, kSimt = 1 };
+// Which CUDA kernels run: kAuto picks the flash kernels for bf16 with hd 64 or 128 (the wgmma forward
+// for hd 128 on compute capability 9.0, mma.sync otherwise) and the plain fp32 SIMT kernels
+// otherwise; kSimt forces the SIMT kernels (the reference path, for tests); kMmaSync is kAuto without
+// the wgmma forward (so tests cover the mma.sync kernel on Hopper too).
+enum class AttentionImpl : int32_t { kAuto = 0, kSimt = 1, kMmaSync = 2 };
 
 struct AttentionDims {
   int64_t tokens = 0;        // T: query rows

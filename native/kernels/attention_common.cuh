@@ -105,10 +105,30 @@ __device__ __forceinline__ int BTransLaneOffset(int ld, int lane) {
   return ((lane & 7) + (((lane >> 3) & 1) << 3)) * ld + ((lane >> 4) << 3);
 }
 
-// Whether the mma.sync kernels run: bf16, hd 64 or 128, auto impl, and 16-byte aligned tensors
+// The key blocks of BN keys a forward CTA visits for query rows [m0, m0 + rows) (both flash forward
+// kernels walk them in this order): `diagonal` blocks of block 0 ending at the last row and walked down
+// to the first row's lowest visible key `klo`, then for the TTT mask, per step r = 1..steps, the
+// blocks r*T + m0 + [0, rows) that hold that step's diagonal.
+template <int BN>
+struct KeyBlockWalk {
+  int kend, m0, tokens, diagonal, ttt_per, count;
+  __device__ KeyBlockWalk(int m0_, int rows, int klo, int steps, int tokens_)
+      : kend(m0_ + rows), m0(m0_), tokens(tokens_), diagonal((m0_ + rows - klo + BN - 1) / BN),
+        ttt_per((rows + BN - 1) / BN), count(diagonal + steps * ttt_per) {}
+  // First key of block `it`.
+  __device__ int Start(int it) const {
+    if (it < diagonal) return kend - (it + 1) * BN;
+    const int e = it - diagonal;
+    return (1 + e / ttt_per) * tokens + m0 + (e % ttt_per) * BN;
+  }
+  // For a TTT block, the key offset of its step (r * T); 0 for block 0.
+  __device__ int StepBase(int it) const { return it < diagonal ? 0 : (1 + (it - diagonal) / ttt_per) * tokens; }
+};
+
+// Whether the flash kernels run: bf16, hd 64 or 128, impl kAuto or kMmaSync, and 16-byte aligned tensors
 // (cp.async and the vector stores need aligned rows; views at odd offsets take the SIMT path).
 inline bool UsesMma(const AttentionDims& d, std::initializer_list<const void*> ptrs) {
-  if (d.impl != AttentionImpl::kAuto || d.dtype != DType::BF16 || (d.head_dim != 64 && d.head_dim != 128)) return false;
+  if (d.impl == AttentionImpl::kSimt || d.dtype != DType::BF16 || (d.head_dim != 64 && d.head_dim != 128)) return false;
   for (const void* ptr : ptrs)
     if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) return false;
   return true;

@@ -1,7 +1,8 @@
 /*
  * Attention forward on CUDA (semantics in attention.h).
  *
- * Two kernels:
+ * Two kernels here, and for bf16 hd 128 on compute capability 9.0 a third, AttnFwdWg (wgmma:
+ * attention_fwd_hopper.cu), which AttentionForwardCuda tries first:
  *  - AttnFwdMma<D> (bf16, hd D in {64, 128}): FlashAttention-2 style. A CTA of 4 warps owns 128
  *    query rows of one head (32 per warp, two m16 tiles) and walks key blocks of 64: S = Q K^T and
  *    O += P V with mma.sync m16n8k16 from ldmatrix'ed shared tiles, the online softmax
@@ -27,22 +28,10 @@
 
 #include "attention.h"
 #include "attention_common.cuh"
+#include "attention_fwd.cuh"
 
 namespace aerie {
 namespace attn {
-
-struct FwdParams {
-  const void* q;  // (T, nH, hd)
-  const void* k;  // (Tk, nKV, hd)
-  const void* v;  // (Tk, nKV, hd)
-  const int32_t* cu_seqlens;  // (B+1)
-  void* o;        // (T, nH, hd)
-  float* lse;     // (nH, T)
-  int tokens, keys, num_heads, num_kv_heads, group, head_dim, batch;
-  AttentionMask mask;
-  int window, steps;  // steps: TTT diagonals (0 unless mask == kTtt)
-  float scale;
-};
 
 constexpr int kFwdBM = 128, kFwdBN = 64, kFwdThreads = 128;
 
@@ -79,17 +68,12 @@ __global__ void __launch_bounds__(kFwdThreads, 2) AttnFwdMma(FwdParams p) {
     row_lo[r] = r < rows ? (int)AttentionKeyLo(p.cu_seqlens, p.batch, T, p.mask, p.window, m0 + r) : INT_MAX;
   __syncthreads();
 
-  // Key blocks: n_diag block-0 blocks ending at the last row, walked downwards, then the TTT blocks.
-  const int kend = m0 + rows, klo = row_lo[0], lo_max = row_lo[rows - 1];
-  const int n_diag = (kend - klo + BN - 1) / BN, ttt_per = (rows + BN - 1) / BN;
-  const int nblk = n_diag + p.steps * ttt_per;
-  auto block_start = [&](int it) -> int {
-    if (it < n_diag) return kend - (it + 1) * BN;
-    const int e = it - n_diag;
-    return (1 + e / ttt_per) * T + m0 + (e % ttt_per) * BN;
-  };
+  // Key blocks: KeyBlockWalk.
+  const int lo_max = row_lo[rows - 1];
+  const KeyBlockWalk<BN> walk(m0, rows, row_lo[0], p.steps, T);
+  const int nblk = walk.count;
   auto load_kv = [&](int it, int buf) {
-    const int j0 = block_start(it);
+    const int j0 = walk.Start(it);
     __nv_bfloat16* kd = Ks + buf * BN * LD;
     __nv_bfloat16* vd = Vs + buf * BN * LD;
     for (int x = tid; x < BN * CH; x += kFwdThreads) {
@@ -136,7 +120,7 @@ __global__ void __launch_bounds__(kFwdThreads, 2) AttnFwdMma(FwdParams p) {
     if (it + 1 < nblk) load_kv(it + 1, (it + 1) & 1);
     CpAsyncCommit();
     const uint32_t kb = k_addr + (it & 1) * kBufBytes, vb = v_addr + (it & 1) * kBufBytes;
-    const int j0 = block_start(it);
+    const int j0 = walk.Start(it);
 
     // S = Q K^T for this warp's 32 rows x 64 keys.
     float s[2][NT_S][4];
@@ -164,8 +148,8 @@ __global__ void __launch_bounds__(kFwdThreads, 2) AttnFwdMma(FwdParams p) {
     }
 
     // Scale into log2 units and mask. Block-0 blocks entirely inside every row's [lo, i] skip the mask.
-    const bool diag_block = it >= n_diag;
-    const int ttt_base = diag_block ? (1 + (it - n_diag) / ttt_per) * T : 0;
+    const bool diag_block = it >= walk.diagonal;
+    const int ttt_base = walk.StepBase(it);
     const bool full = !diag_block && j0 >= lo_max && j0 + BN - 1 <= m0;
 #pragma unroll
     for (int mi = 0; mi < 2; ++mi)
@@ -341,6 +325,7 @@ void AttentionForwardCuda(const AttentionDims& d, const void* q, const void* k, 
                     (int)d.head_dim, (int)d.batch, d.mask, (int)std::min<int64_t>(d.window, INT_MAX),
                     d.mask == AttentionMask::kTtt ? (int)d.ttt_step : 0, d.scale};
   if (attn::UsesMma(d, {q, k, v, o})) {
+    if (d.head_dim == 128 && d.impl == AttentionImpl::kAuto && attn::LaunchFwdHopper(p, stream)) return;
     if (d.head_dim == 64) attn::LaunchFwdMma<64>(p, stream);
     else attn::LaunchFwdMma<128>(p, stream);
     return;

@@ -25,7 +25,7 @@ AttentionDims ArgDims(const Napi::CallbackInfo& info, size_t i, const char* op) 
   d.ttt_step = ArgInt(info, i + 9, "tttStep");
   d.scale = static_cast<float>(ArgDouble(info, i + 10, "scale"));
   int64_t impl = ArgInt(info, i + 11, "impl");
-  if (impl != 0 && impl != 1) throw std::invalid_argument("impl must be 0 (auto) or 1 (simt)");
+  if (impl < 0 || impl > 2) throw std::invalid_argument("impl must be 0 (auto), 1 (simt) or 2 (mma.sync)");
   d.impl = static_cast<AttentionImpl>(impl);
   ValidateAttentionDims(d, op);
   return d;

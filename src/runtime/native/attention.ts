@@ -6,7 +6,7 @@ export interface AttentionNative {
    * Flash attention forward over packed documents. q [T, nH, hd], k and v [Tk, nKV, hd] (dtype
    * code `dtype`), cuSeqlens int32 [batch + 1]; writes out [T, nH, hd] (dtype) and lse float32
    * [nH, T]. mask: 0 causal, 1 sliding (window), 2 TTT (tttStep, Tk = (tttStep + 1) T).
-   * impl: 0 auto, 1 the CUDA SIMT reference kernels.
+   * impl: 0 auto, 1 the CUDA SIMT reference kernels, 2 mma.sync (no wgmma forward).
    */
   attentionForward(
     q: NativeStorage,

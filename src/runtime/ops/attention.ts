@@ -24,11 +24,15 @@ export interface AttentionOptions {
   tttStep?: number;
   /** Softmax scale; default 1 / sqrt(hd). */
   scale?: number;
-  /** 'simt' forces the CUDA fp32 SIMT reference kernels (for tests); default 'auto'. */
-  kernel?: 'auto' | 'simt';
+  /**
+   * CUDA kernels: 'auto' (default) the fastest for the device; 'simt' the fp32 SIMT reference kernels;
+   * 'mma' the mma.sync flash kernels even where a wgmma forward exists (Hopper, hd 128). For tests.
+   */
+  kernel?: 'auto' | 'simt' | 'mma';
 }
 
 const MASK_CODE: Record<AttentionMaskKind, number> = { causal: 0, sliding: 1, ttt: 2 };
+const KERNEL_CODE = { auto: 0, simt: 1, mma: 2 } as const;
 const STORAGE_DTYPES: readonly DType[] = ['float32', 'bfloat16'];
 
 interface Dims {
@@ -83,14 +87,14 @@ function checkOptions(op: string, q: Tensor, k: Tensor, v: Tensor, opts: Attenti
   const scale = opts.scale ?? 1 / Math.sqrt(hd);
   if (!Number.isFinite(scale)) fail(op, `scale must be finite, got ${opts.scale}`);
   const kernel = opts.kernel ?? 'auto';
-  if (kernel !== 'auto' && kernel !== 'simt') fail(op, `kernel must be 'auto' or 'simt', got ${String(kernel)}`);
+  if (kernel !== 'auto' && kernel !== 'simt' && kernel !== 'mma') fail(op, `kernel must be 'auto', 'simt' or 'mma', got ${String(kernel)}`);
 
   // Document boundaries are checked here when they live on the CPU; on a GPU that would need a
   // sync, so the kernels instead clamp malformed boundaries (no out-of-bounds access).
   if (cu.device === 'cpu') checkCuSeqlens(op, cu.toArray() as Int32Array, T);
   return {
     tokens: T, keys: Tk, numHeads: nH, numKvHeads: nKV, headDim: hd, batch,
-    mask: MASK_CODE[mask], window, tttStep, scale, impl: kernel === 'simt' ? 1 : 0,
+    mask: MASK_CODE[mask], window, tttStep, scale, impl: KERNEL_CODE[kernel],
   };
 }
 
