@@ -22,8 +22,9 @@
  * Norm weights stay float32 (the norm kernels accept them beside bf16 activations; loading bf16 into
  * float32 is exact). A bfloat16 model whose input, post-attention and final norm weights are all exact
  * in bfloat16 (a bf16 checkpoint always is) also gets bfloat16 copies of them, decodeNorms, for the
- * decode step's fused norm prologues: the same products from half the bytes. Weights come from a WeightSource: a safetensors checkpoint, or random values made
- * on the device (benchmarks at real shapes without a download).
+ * decode step's fused norm prologues: the same products from half the bytes. Weights come from a
+ * WeightSource: a safetensors checkpoint, or random values made on the device (benchmarks at real
+ * shapes without a download).
  */
 import type { Checkpoint } from './hf/safetensors.js';
 import type { ModelConfig } from './hf/config.js';
@@ -238,7 +239,6 @@ export function loadDenseWeights(cfg: ModelConfig, src: WeightSource, dtype: DTy
     src.loadInto(name, t);
     return t;
   };
-  /** Stacks named [n_i, ...rest] weights by rows into one tensor; returns it and its row views. */
   /**
    * Reorders the rows of a stacked [gate | up] tensor ([2I, ...]) in place into pairs (gate 0, up 0,
    * gate 1, ...): one gather (embedding) on the device into a temporary, copied back.
@@ -262,6 +262,7 @@ export function loadDenseWeights(cfg: ModelConfig, src: WeightSource, dtype: DTy
       paired?.dispose();
     }
   };
+  /** Stacks named [n_i, ...rest] weights by rows into one tensor; returns it and its row views. */
   const stacked = (parts: [string, Shape][]): { all: Tensor; views: Tensor[] } => {
     const rows = parts.reduce((s, [, sh]) => s + sh[0], 0);
     const rest = parts[0][1].slice(1);
