@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../src/runtime/tensor.js';
-import { swiglu, swigluBackward, swigluFused, swigluFusedBackward } from '../src/runtime/ops/activation.js';
+import { type GateUpLayout, swiglu, swigluBackward, swigluFused, swigluFusedBackward } from '../src/runtime/ops/activation.js';
 import { floatToF16Bits, f16BitsToFloat } from '../src/runtime/dtype.js';
 import { finiteDifference, maxAbsError, relError } from './helpers/compare.js';
 import { Rng, roundBf16 } from './helpers/random.js';
@@ -148,6 +148,7 @@ describe('swiglu (CPU)', () => {
     expect(() => swiglu(a, Tensor.empty([2, 5]))).toThrow(/swiglu: up is float32\[2, 5\] on cpu; expected shape \[2, 4\]/);
     expect(() => swiglu(a, Tensor.empty([2, 4], 'bfloat16'))).toThrow(/swiglu: gate is float32\[2, 4\] on cpu but up is bfloat16\[2, 4\] on cpu: dtypes differ/);
     expect(() => swigluFused(Tensor.empty([2, 5]))).toThrow(/swigluFused: gateUp is float32\[2, 5\] on cpu; its last dimension must be even/);
+    expect(() => swigluFused(Tensor.empty([2, 4]), 'rows' as GateUpLayout)).toThrow(/swigluFused: layout must be 'halves' or 'pairs', got rows/);
     expect(() => swigluFusedBackward(Tensor.empty([2, 3]), a)).toThrow(/swigluFusedBackward: dout is float32\[2, 3\] on cpu; expected shape \[2, 2\]/);
     expect(() => swiglu(Tensor.empty([2], 'int32'), Tensor.empty([2], 'int32'))).toThrow(/swiglu: gate is int32\[2\] on cpu; expected a floating dtype/);
   });

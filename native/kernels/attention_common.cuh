@@ -45,7 +45,6 @@ __device__ __forceinline__ float WarpMax(float x) {
 // fragment addresses are a per-lane base plus compile-time offsets.
 constexpr int kPad = 8;
 
-
 __device__ __forceinline__ void Ldmatrix4(uint32_t (&r)[4], uint32_t addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])

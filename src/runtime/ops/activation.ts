@@ -47,6 +47,7 @@ export type GateUpLayout = 'halves' | 'pairs';
  */
 export function swigluFused(gateUp: Tensor, layout: GateUpLayout = 'halves'): Tensor {
   const op = 'swigluFused';
+  if (layout !== 'halves' && layout !== 'pairs') fail(op, `layout must be 'halves' or 'pairs', got ${String(layout)}`);
   sameDevice(op, { gateUp });
   floating(op, 'gateUp', gateUp);
   const two = lastDim(op, 'gateUp', gateUp);
